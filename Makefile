@@ -1,0 +1,24 @@
+# PGXS build: make, make install, make installcheck.
+# Sources come from sources.mk, shared with CMakeLists.txt.
+include sources.mk
+
+EXTENSION = cdp
+MODULE_big = cdp
+OBJS = $(CORE_SOURCES:.cpp=.o) $(PG_SOURCES:.cpp=.o)
+DATA = $(wildcard sql/cdp--*.sql)
+
+# pg_regress suites: sql/<name>.sql against expected/<name>.out, in this order.
+REGRESS = schema sources ingest validation dedup typed partitions
+REGRESS_OPTS = --load-extension=cdp
+
+PG_CONFIG ?= pg_config
+# C++20; -Werror unless CDP_WERROR=0. No LLVM bitcode: it would need clang to
+# compile C++20 for the JIT, which buys nothing for this extension.
+CDP_WERROR ?= 1
+PG_CXXFLAGS = -std=c++20 -fPIC -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register -Isrc $(if $(filter 1,$(CDP_WERROR)),-Werror)
+PG_CPPFLAGS = -Isrc
+SHLIB_LINK = -lstdc++ -lcurl -lz
+
+override with_llvm = no
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,19 @@
+# The one list of sources. PGXS (Makefile) builds all of them into cdp.so;
+# CMake (CMakeLists.txt) reads CORE_SOURCES to build the Postgres-free core
+# library for unit tests, fuzzers and microbenchmarks. Add a file here once.
+
+# Plain C++: must never include a Postgres header (CMake compiles these
+# without the server include path, so such an include fails to build).
+CORE_SOURCES = \
+	src/core/json_util.cpp \
+	src/core/timestamp.cpp \
+	src/core/message.cpp \
+	src/core/payload.cpp \
+	src/core/event_generator.cpp
+
+# Glue between Postgres and the core.
+PG_SOURCES = \
+	src/pg/guard.cpp \
+	src/pg/module.cpp \
+	src/pg/store.cpp \
+	src/pg/ingest.cpp

@@ -1,0 +1,31 @@
+// Errors the core raises. The glue maps each kind to a SQLSTATE (src/pg) or
+// an HTTP status (the HTTP worker); the core itself knows neither.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace cdp {
+
+enum class ErrorKind {
+  InvalidInput,  // a field breaks a rule: 22023 / HTTP 400
+  MalformedJson, // the text is not JSON: 22P02 / HTTP 400
+  TooLarge,      // a size or count limit: 54000 / HTTP 413
+  Unauthorized,  // unknown or revoked write key: 28000 / HTTP 401
+  Internal,      // a bug: XX000 / HTTP 500
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, std::string field, const std::string& rule)
+      : std::runtime_error(field.empty() ? rule : field + ": " + rule),
+        kind_(kind),
+        field_(std::move(field)) {}
+  ErrorKind kind() const noexcept { return kind_; }
+  const std::string& field() const noexcept { return field_; }
+
+ private:
+  ErrorKind kind_;
+  std::string field_;
+};
+
+}  // namespace cdp

@@ -1,0 +1,40 @@
+// Small RapidJSON helpers shared by validation, segments and the HTTP worker.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <rapidjson/document.h>
+
+namespace cdp {
+
+// Every parse goes through here: full-precision numbers, UTF-8 validated,
+// iterative (no recursion, so deep nesting cannot overflow the stack).
+constexpr unsigned kParseFlags = rapidjson::kParseFullPrecisionFlag |
+                                 rapidjson::kParseValidateEncodingFlag |
+                                 rapidjson::kParseIterativeFlag;
+
+// Deepest nesting of objects/arrays we accept. Our own walks recurse, and no
+// real event needs more.
+constexpr int kMaxJsonDepth = 64;
+
+// Nesting depth of a JSON text, counted without parsing (strings are skipped).
+int json_depth(std::string_view text);
+
+// Compact JSON text of a value.
+std::string to_json(const rapidjson::Value& v);
+
+// JSON path ("properties.items[2].name") of the first string or key holding
+// a NUL character, which Postgres text and jsonb cannot store; nullopt if none.
+// A NUL in a key is spelled \u0000 in the path, so the path can be stored.
+std::optional<std::string> find_nul(const rapidjson::Value& v, const std::string& path);
+
+// True if a string or key holds an unpaired UTF-16 surrogate. RapidJSON lets
+// an escaped lone low surrogate ("\udc00") through and decodes it into bytes
+// that are not UTF-8 (ED B0 80); Postgres refuses such text and such jsonb.
+bool has_lone_surrogate(const rapidjson::Value& v);
+
+// "blank" = empty or only whitespace.
+bool is_blank(std::string_view s);
+
+}  // namespace cdp
