@@ -9,11 +9,16 @@ CORE_SOURCES = \
 	src/core/timestamp.cpp \
 	src/core/message.cpp \
 	src/core/payload.cpp \
-	src/core/event_generator.cpp
+	src/core/event_generator.cpp \
+	src/core/gzip.cpp \
+	src/core/http_protocol.cpp \
+	src/core/http_metrics.cpp \
+	src/core/http_server.cpp
 
 # Glue between Postgres and the core.
 PG_SOURCES = \
 	src/pg/guard.cpp \
 	src/pg/module.cpp \
 	src/pg/store.cpp \
-	src/pg/ingest.cpp
+	src/pg/ingest.cpp \
+	src/pg/http_worker.cpp

@@ -5,6 +5,8 @@
 //
 // Without --batch: N lines, one message each. With --batch B: ceil(N/B) lines,
 // each a {"batch":[...]} envelope of B messages (the last may hold fewer).
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

@@ -22,6 +22,8 @@
 #   --ingest-sql SQL statement for one batch, $1 = the {"batch":[...]} text
 #                    (default: select count(*) from cdp.ingest($1::jsonb))
 #   --plain-only     skip cdp.ingest
+#   --prepared       use named prepared statements for both (default: one-shot
+#                    PQexecParams, parsed and planned per call, like most drivers)
 #
 # Target (docs: BRIEF.md): cdp.ingest >= 70% of the plain INSERT rate.
 set -eu

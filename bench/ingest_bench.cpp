@@ -29,6 +29,7 @@ struct Options {
   uint64_t seed = 42, users = 100000;
   std::string ingest_sql = "select count(*) from cdp.ingest($1::jsonb)";
   bool plain_only = false;
+  bool prepared = false;  // named prepared statements instead of one-shot ones
 };
 
 // The baseline's columns, in cdp.events' order minus id; received_at is now().
@@ -43,6 +44,7 @@ constexpr size_t kParams = std::size(kColumns);
 struct Batch {
   std::string envelope;                   // {"batch":[...]} for cdp.ingest
   std::string insert;                     // the multi-row INSERT
+  std::string insert_name;                // its name with --prepared
   std::vector<std::string> values;        // kParams per row, for the INSERT
   std::vector<const char*> params;        // into values; nullptr is SQL NULL
   size_t rows = 0;
@@ -53,7 +55,8 @@ struct Batch {
                "usage: cdp-ingest-bench [--dsn CONNINFO] [--count N] [--batch B] "
                "[--clients C] [--rounds R]\n"
                "                        [--seed S] [--users U] [--ingest-sql SQL] "
-               "[--plain-only]\n");
+               "[--plain-only]\n"
+               "                        [--prepared]\n");
   std::exit(2);
 }
 
@@ -70,6 +73,7 @@ Options parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
     std::string flag = argv[i];
     if (flag == "--plain-only") { o.plain_only = true; continue; }
+    if (flag == "--prepared") { o.prepared = true; continue; }
     if (i + 1 >= argc) usage();
     const char* v = argv[++i];
     if (flag == "--dsn") o.dsn = v;
@@ -146,6 +150,7 @@ Batch make_batch(cdp::EventGenerator& gen, size_t rows) {
   Batch b;
   b.envelope = gen.batch(rows);
   b.insert = insert_sql(rows);
+  b.insert_name = "insert" + std::to_string(rows);
   b.rows = rows;
   rapidjson::Document doc;
   doc.Parse(b.envelope.c_str());
@@ -212,9 +217,22 @@ struct Phase {
   std::string error;
 };
 
+constexpr const char* kIngestName = "ingest";
+
+PGresult* run_prepared(PGconn* conn, Phase& ph, const Batch& b) {
+  if (ph.method == Method::Ingest) {
+    const char* p[] = {b.envelope.c_str()};
+    return PQexecPrepared(conn, kIngestName, 1, p, nullptr, nullptr, 0);
+  }
+  return PQexecPrepared(conn, b.insert_name.c_str(), static_cast<int>(b.params.size()),
+                        b.params.data(), nullptr, nullptr, 0);
+}
+
 bool run_one(PGconn* conn, Phase& ph, const Batch& b) {
   PGresult* r;
-  if (ph.method == Method::Plain) {
+  if (ph.opts.prepared) {
+    r = run_prepared(conn, ph, b);
+  } else if (ph.method == Method::Plain) {
     r = PQexecParams(conn, b.insert.c_str(), static_cast<int>(b.params.size()), nullptr,
                      b.params.data(), nullptr, nullptr, 0);
   } else {
@@ -239,10 +257,28 @@ void client(PGconn* conn, Phase& ph, std::latch& ready, std::latch& go) {
   }
 }
 
+void prepare(PGconn* conn, const char* name, const std::string& sql) {
+  PGresult* r = PQprepare(conn, name, sql.c_str(), 0, nullptr);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) die(std::string("prepare ") + name, conn);
+  PQclear(r);
+}
+
+// The statements a phase uses: the full batch and the shorter last one.
+void prepare_phase(PGconn* conn, const Phase& ph) {
+  if (ph.method == Method::Ingest) return prepare(conn, kIngestName, ph.opts.ingest_sql);
+  const Batch& first = ph.batches.front();
+  const Batch& last = ph.batches.back();
+  prepare(conn, first.insert_name.c_str(), first.insert);
+  if (last.rows != first.rows) prepare(conn, last.insert_name.c_str(), last.insert);
+}
+
 // Seconds to load every batch with the phase's method over opts.clients connections.
 double run_phase(Phase& ph) {
   std::vector<PGconn*> conns;
-  for (size_t c = 0; c < ph.opts.clients; c++) conns.push_back(connect(ph.opts));
+  for (size_t c = 0; c < ph.opts.clients; c++) {
+    conns.push_back(connect(ph.opts));
+    if (ph.opts.prepared) prepare_phase(conns.back(), ph);
+  }
   std::latch ready(static_cast<std::ptrdiff_t>(conns.size())), go(1);
   std::vector<std::thread> threads;
   for (PGconn* conn : conns)

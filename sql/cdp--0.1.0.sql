@@ -290,4 +290,16 @@ as $$ select cdp.ingest_one(jsonb_build_object('type', 'alias', 'previousId', pr
   'integrations', integrations), write_key) $$;
 comment on function cdp.alias(text, text, jsonb, timestamptz, text, jsonb, text) is 'Declares that previous_id and user_id are the same person. Returns the messageId.';
 
+------------------------------------------------------------------------------
+-- Operations
+------------------------------------------------------------------------------
+create function cdp.http_metrics() returns text
+as 'MODULE_PATHNAME', 'cdp_http_metrics' language c volatile;
+comment on function cdp.http_metrics() is 'The HTTP collector''s counters in Prometheus text format, as served on GET /metrics.';
+
+create view cdp.workers as
+  select pid, backend_type, application_name, state, backend_start, state_change
+    from pg_stat_activity where backend_type like 'cdp %';
+comment on view cdp.workers is 'The cdp background workers running now (one row each): check here that the HTTP collector is up.';
+
 select cdp.ensure_partitions(now());

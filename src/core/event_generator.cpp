@@ -109,6 +109,13 @@ int64_t product_price_cents(uint64_t product) {
   return static_cast<int64_t>(5 + mix(product) % 295) * 100 - 1;
 }
 
+std::string product_sku(uint64_t product) { return "ACM-" + std::to_string(10000 + product); }
+
+std::string product_name(uint64_t product) {
+  return std::string(kAdjectives[product / std::size(kNouns)]) + " " +
+         kNouns[product % std::size(kNouns)];
+}
+
 // Writes one message for a given generator state. Kept out of the header so
 // that RapidJSON stays an implementation detail.
 class MessageWriter {
@@ -137,7 +144,7 @@ class MessageWriter {
     w_.Int64(v);
   }
 
-  void choose_person();
+  void choose_visit();
   void context();
   void page_fields(const char* key);
   void track(uint64_t n);
@@ -155,8 +162,9 @@ class MessageWriter {
   const char* referrer_ = "";
 };
 
-// The lesser of two uniform draws: low-numbered people are the regulars.
-void MessageWriter::choose_person() {
+// Who, and on which page. The person is the lesser of two uniform draws, so
+// low-numbered people are the regulars.
+void MessageWriter::choose_visit() {
   uint64_t users = opts_.users ? opts_.users : 1;
   uint64_t a = below(users), b = below(users);
   user_ = a < b ? a : b;
@@ -165,22 +173,21 @@ void MessageWriter::choose_person() {
 }
 
 void MessageWriter::write(uint64_t n, int64_t when) {
-  choose_person();
+  choose_visit();
   bool anonymous = gen_.is_anonymous(user_);
   unsigned device = below(4) == 0 ? 1 : 0;  // a quarter of visits from a second device
   double r = unit();
-  enum { Identify, Page, Track } type =
-      r < opts_.identify_share                       ? (anonymous ? Page : Identify)
-      : r < opts_.identify_share + opts_.page_share ? Page
-                                                     : Track;
+  std::string_view type = r < opts_.identify_share ? (anonymous ? "page" : "identify")
+                         : r < opts_.identify_share + opts_.page_share ? "page"
+                                                                       : "track";
   w_.StartObject();
-  str("type", type == Identify ? "identify" : type == Page ? "page" : "track");
+  str("type", type);
   str("messageId", std::to_string(opts_.seed) + "-" + std::to_string(n));
   if (!anonymous) str("userId", gen_.user_id(user_));
   str("anonymousId", gen_.anonymous_id(user_, device));
   str("timestamp", format_iso8601(when));
-  if (type == Identify) identify();
-  else if (type == Page) page();
+  if (type == "identify") identify();
+  else if (type == "page") page();
   else track(n);
   context();
   w_.EndObject();
@@ -246,9 +253,8 @@ void MessageWriter::page() {
 int64_t MessageWriter::product(uint64_t id, int64_t quantity) {
   int64_t price = product_price_cents(id);
   w_.StartObject();
-  str("sku", "ACM-" + std::to_string(10000 + id));
-  str("name", std::string(kAdjectives[id / std::size(kNouns)]) + " " +
-                  kNouns[id % std::size(kNouns)]);
+  str("sku", product_sku(id));
+  str("name", product_name(id));
   money("price", price);
   integer("quantity", quantity);
   w_.EndObject();
@@ -262,8 +268,13 @@ void MessageWriter::order_properties(uint64_t n, bool completed) {
   w_.StartArray();
   int64_t total = 0;
   static constexpr uint64_t kItems[] = {1, 1, 1, 1, 1, 2, 2, 2, 3, 3};  // most carts hold one
-  for (uint64_t i = 0, k = pick(kItems, below(std::size(kItems))); i < k; i++)
-    total += product(below(kProducts), 1 + static_cast<int64_t>(below(4) / 3));
+  for (uint64_t i = 0, k = pick(kItems, below(std::size(kItems))); i < k; i++) {
+    // Separate statements: the order of argument evaluation is unspecified, and
+    // the draws must come in the same order under every compiler.
+    uint64_t id = below(kProducts);
+    int64_t quantity = 1 + static_cast<int64_t>(below(4) / 3);
+    total += product(id, quantity);
+  }
   w_.EndArray();
   money(completed ? "revenue" : "value", total);
   str("currency", pick(kCurrencies, hash(kWeb) >> 40));
@@ -284,9 +295,8 @@ void MessageWriter::track(uint64_t n) {
     order_properties(n, e == "Order Completed");
   } else if (e == "Product Viewed" || e == "Product Added") {
     uint64_t id = below(kProducts);
-    str("product_id", "ACM-" + std::to_string(10000 + id));
-    str("name", std::string(kAdjectives[id / std::size(kNouns)]) + " " +
-                    kNouns[id % std::size(kNouns)]);
+    str("product_id", product_sku(id));
+    str("name", product_name(id));
     money("price", product_price_cents(id));
     str("currency", pick(kCurrencies, hash(kWeb) >> 40));
     integer("quantity", 1);

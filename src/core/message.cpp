@@ -89,6 +89,31 @@ std::string merged_json(const Value* own, const Value* inherited) {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
+// context: the message's own, the envelope's keys it lacks, and the client's
+// address as "ip" when it has none or asks for it with "direct": true.
+std::string context_json(const Value* own, const Value* inherited, const std::string& client_ip) {
+  auto has = [](const Value* v, const char* k) { return v && v->IsObject() && v->HasMember(k); };
+  bool direct = has(own, "direct") && (*own)["direct"].IsBool() && (*own)["direct"].GetBool();
+  bool set_ip = !client_ip.empty() && (direct || !(has(own, "ip") || has(inherited, "ip")));
+  if (!set_ip) return merged_json(own, inherited);
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  for (const Value* v : {own, inherited}) {
+    if (!v || !v->IsObject()) continue;
+    for (auto& m : v->GetObject()) {
+      std::string_view key(m.name.GetString(), m.name.GetStringLength());
+      if (key == "ip" || (v == inherited && has(own, m.name.GetString()))) continue;
+      w.Key(m.name.GetString(), m.name.GetStringLength());
+      m.value.Accept(w);
+    }
+  }
+  w.Key("ip");
+  w.String(client_ip.data(), static_cast<rapidjson::SizeType>(client_ip.size()));
+  w.EndObject();
+  return std::string(buf.GetString(), buf.GetSize());
+}
+
 // The raw text kept in quarantine: the message as sent, without its writeKey.
 std::string raw_without_key(const Value& msg) {
   if (!msg.IsObject() || !msg.HasMember("writeKey")) return to_json(msg);
@@ -183,7 +208,7 @@ Event build_event(const Value& msg, const MessageContext& ctx, std::string& mess
 
   if (properties) e.properties = to_json(*properties);
   if (traits) e.traits = to_json(*traits);
-  e.context = merged_json(context, ctx.batch_context);
+  e.context = context_json(context, ctx.batch_context, ctx.client_ip);
   e.integrations = merged_json(integrations, ctx.batch_integrations);
   return e;
 }
@@ -197,6 +222,15 @@ std::optional<MessageType> parse_message_type(std::string_view name) {
 }
 
 const char* message_type_name(MessageType t) { return kTypeNames[static_cast<size_t>(t)]; }
+
+const char* message_status_name(MessageStatus s) {
+  switch (s) {
+    case MessageStatus::Accepted: return "accepted";
+    case MessageStatus::Duplicate: return "duplicate";
+    case MessageStatus::Rejected: break;
+  }
+  return "rejected";
+}
 
 MessageOutcome validate_message(const Value& msg, const MessageContext& ctx) {
   MessageOutcome out;

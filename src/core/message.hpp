@@ -59,8 +59,13 @@ struct MessageContext {
   const rapidjson::Value* batch_context = nullptr;       // merged under the message's own
   const rapidjson::Value* batch_integrations = nullptr;  // likewise
   std::optional<Micros> batch_sent_at;                   // the envelope's sentAt
+  std::string client_ip;  // the sender's address: fills context.ip if absent or context.direct
   Limits limits;
 };
+
+// What became of a message once storage had its say.
+enum class MessageStatus { Accepted, Duplicate, Rejected };
+const char* message_status_name(MessageStatus s);
 
 // Applies every rule to one message. `msg` is not modified.
 MessageOutcome validate_message(const rapidjson::Value& msg, const MessageContext& ctx);

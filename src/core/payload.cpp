@@ -58,6 +58,7 @@ Payload parse_payload(std::string_view json, const PayloadOptions& opts) {
   MessageContext ctx;
   ctx.received_at = opts.received_at;
   ctx.implied_type = opts.implied_type;
+  ctx.client_ip = opts.client_ip;
   ctx.limits = lim;
 
   auto batch = doc.FindMember("batch");

@@ -14,6 +14,7 @@ namespace cdp {
 struct PayloadOptions {
   Micros received_at = 0;
   std::optional<MessageType> implied_type;  // set by typed endpoints (/v1/track)
+  std::string client_ip;                    // see MessageContext::client_ip
   Limits limits;
 };
 

@@ -18,14 +18,14 @@ PG_FUNCTION_INFO_V1(cdp_ingest);
 namespace cdp::pg {
 namespace {
 
-void emit(ReturnSetInfo* rsinfo, const MessageOutcome& m, Status s) {
+void emit(ReturnSetInfo* rsinfo, const MessageOutcome& m, MessageStatus s) {
   const std::string& id = m.ok() ? m.event->message_id : m.rejection.message_id;
   std::string reason = m.ok() ? std::string() : m.rejection.reason();
   call([&] {
     Datum values[3];
     bool nulls[3] = {id.empty(), false, reason.empty()};
     values[0] = id.empty() ? 0 : CStringGetTextDatum(id.c_str());
-    values[1] = CStringGetTextDatum(status_name(s));
+    values[1] = CStringGetTextDatum(message_status_name(s));
     values[2] = reason.empty() ? 0 : CStringGetTextDatum(reason.c_str());
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
   });
@@ -56,7 +56,7 @@ Datum ingest(FunctionCallInfo fcinfo) {
   std::vector<Incoming> in;
   in.reserve(payload.messages.size());
   for (auto& m : payload.messages) in.push_back({source, opts.received_at, &m});
-  std::vector<Status> status = store_messages(in);
+  std::vector<MessageStatus> status = store_messages(in);
   call([] { SPI_finish(); });
 
   auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);

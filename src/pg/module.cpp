@@ -1,5 +1,6 @@
 // Module entry: refuses to load unless preloaded, defines the GUCs.
 #include "pg/clock.hpp"
+#include "pg/http_worker.hpp"
 
 extern "C" {
 #include "miscadmin.h"
@@ -45,6 +46,7 @@ void define_gucs() {
       "When set to an ISO-8601 date-time, receivedAt and every time-based rule use it "
       "instead of the real clock. Leave empty in production.",
       &test_clock_text, "", PGC_SUSET, 0, check_test_clock, assign_test_clock, nullptr);
+  define_http_gucs();
   MarkGUCPrefixReserved("cdp");
 }
 
@@ -61,6 +63,7 @@ void _PG_init(void) {
                     errhint("Add cdp to shared_preload_libraries in postgresql.conf and restart "
                             "the server.")));
   cdp::pg::define_gucs();
+  cdp::pg::register_http_workers();
 }
 
 Datum cdp_now(PG_FUNCTION_ARGS) { PG_RETURN_TIMESTAMPTZ(cdp::pg::now()); }

@@ -217,18 +217,9 @@ void quarantine(const std::vector<const Incoming*>& rows) {
 
 }  // namespace
 
-const char* status_name(Status s) {
-  switch (s) {
-    case Status::Accepted: return "accepted";
-    case Status::Duplicate: return "duplicate";
-    case Status::Rejected: break;
-  }
-  return "rejected";
-}
-
-std::vector<Status> store_messages(const std::vector<Incoming>& in) {
+std::vector<MessageStatus> store_messages(const std::vector<Incoming>& in) {
   ensure_plans();
-  std::vector<Status> status(in.size(), Status::Rejected);
+  std::vector<MessageStatus> status(in.size(), MessageStatus::Rejected);
   std::vector<const Incoming*> fresh, rejected;
   std::unordered_set<std::string> seen;
   for (size_t i = 0; i < in.size(); i++) {
@@ -237,17 +228,17 @@ std::vector<Status> store_messages(const std::vector<Incoming>& in) {
       rejected.push_back(&in[i]);
     } else if (seen.insert(dedup_key(in[i].source_id, m.event->message_id)).second) {
       fresh.push_back(&in[i]);
-      status[i] = Status::Accepted;  // until the ledger says otherwise
+      status[i] = MessageStatus::Accepted;  // until the ledger says otherwise
     } else {
-      status[i] = Status::Duplicate;  // repeated within this write
+      status[i] = MessageStatus::Duplicate;  // repeated within this write
     }
   }
   if (!fresh.empty()) {
     auto written = insert_events(fresh);
     for (size_t i = 0; i < in.size(); i++)
-      if (status[i] == Status::Accepted &&
+      if (status[i] == MessageStatus::Accepted &&
           !written.count(dedup_key(in[i].source_id, in[i].outcome->event->message_id)))
-        status[i] = Status::Duplicate;
+        status[i] = MessageStatus::Duplicate;
   }
   if (!rejected.empty()) quarantine(rejected);
   return status;

@@ -9,8 +9,6 @@
 
 namespace cdp::pg {
 
-enum class Status { Accepted, Duplicate, Rejected };
-const char* status_name(Status s);
 
 struct Incoming {
   int source_id;
@@ -20,7 +18,7 @@ struct Incoming {
 
 // One status per incoming message, in order. Errors from Postgres arrive as
 // PgError; nothing is written unless the surrounding transaction commits.
-std::vector<Status> store_messages(const std::vector<Incoming>& in);
+std::vector<MessageStatus> store_messages(const std::vector<Incoming>& in);
 
 // Makes sure cdp.events has a partition for `at` (and some days ahead).
 void ensure_partition_for(TimestampTz at);

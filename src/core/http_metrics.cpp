@@ -1,0 +1,101 @@
+#include "core/http_metrics.hpp"
+
+#include <cstdio>
+
+namespace cdp {
+
+void HttpMetrics::reset() {
+  for (auto& a : requests) a = 0;
+  for (auto& a : events) a = 0;
+  for (auto& a : batch_buckets) a = 0;
+  for (auto& a : commit_buckets) a = 0;
+  batch_sum = batch_count = commit_sum_micros = commit_count = 0;
+  queue_messages = open_connections = buffered_bytes = 0;
+}
+
+void HttpMetrics::count_request(int http_status) {
+  int i = 0;
+  while (i < kNumCodes && kCodes[i] != http_status) i++;
+  requests[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+void HttpMetrics::count_events(int status_index, uint64_t n) {
+  if (n) events[status_index].fetch_add(n, std::memory_order_relaxed);
+}
+
+void HttpMetrics::observe_batch(size_t messages) {
+  int i = 0;
+  while (i < kNumBatchBuckets && messages > kBatchBuckets[i]) i++;
+  batch_buckets[i].fetch_add(1, std::memory_order_relaxed);
+  batch_sum.fetch_add(messages, std::memory_order_relaxed);
+  batch_count.fetch_add(1, std::memory_order_relaxed);
+}
+
+void HttpMetrics::observe_commit(double seconds) {
+  int i = 0;
+  while (i < kNumCommitBuckets && seconds > kCommitBuckets[i]) i++;
+  commit_buckets[i].fetch_add(1, std::memory_order_relaxed);
+  commit_sum_micros.fetch_add(static_cast<uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+  commit_count.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+
+void line(std::string& out, const char* fmt, auto... args) {
+  char buf[1024];
+  std::snprintf(buf, sizeof buf, fmt, args...);
+  out += buf;
+}
+
+template <size_t N>
+void histogram(std::string& out, const char* name, const char* help, const double (&bounds)[N],
+               const std::atomic<uint64_t>* buckets, double sum, uint64_t count) {
+  line(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < N; i++) {
+    cumulative += buckets[i].load(std::memory_order_relaxed);
+    line(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], static_cast<unsigned long long>(cumulative));
+  }
+  cumulative += buckets[N].load(std::memory_order_relaxed);
+  line(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
+       static_cast<unsigned long long>(cumulative), name, sum, name,
+       static_cast<unsigned long long>(count));
+}
+
+}  // namespace
+
+std::string HttpMetrics::render() const {
+  std::string out;
+  out.reserve(4096);
+  out += "# HELP cdp_http_requests_total HTTP requests answered, by status code.\n"
+         "# TYPE cdp_http_requests_total counter\n";
+  for (int i = 0; i <= kNumCodes; i++) {
+    uint64_t n = requests[i].load(std::memory_order_relaxed);
+    if (i < kNumCodes)
+      line(out, "cdp_http_requests_total{code=\"%d\"} %llu\n", kCodes[i], static_cast<unsigned long long>(n));
+    else
+      line(out, "cdp_http_requests_total{code=\"other\"} %llu\n", static_cast<unsigned long long>(n));
+  }
+  out += "# HELP cdp_http_events_total Messages received over HTTP, by outcome.\n"
+         "# TYPE cdp_http_events_total counter\n";
+  const char* names[] = {"accepted", "duplicate", "rejected"};
+  for (int i = 0; i < 3; i++)
+    line(out, "cdp_http_events_total{status=\"%s\"} %llu\n", names[i],
+         static_cast<unsigned long long>(events[i].load(std::memory_order_relaxed)));
+  histogram(out, "cdp_http_request_messages", "Messages per request.", kBatchBuckets, batch_buckets,
+            static_cast<double>(batch_sum.load()), batch_count.load());
+  histogram(out, "cdp_http_commit_seconds", "Time from a request queued to its transaction committed.",
+            kCommitBuckets, commit_buckets, commit_sum_micros.load() / 1e6, commit_count.load());
+  line(out,
+       "# HELP cdp_http_queue_messages Messages validated and waiting for commit.\n"
+       "# TYPE cdp_http_queue_messages gauge\ncdp_http_queue_messages %lld\n"
+       "# HELP cdp_http_open_connections Open client connections.\n"
+       "# TYPE cdp_http_open_connections gauge\ncdp_http_open_connections %lld\n"
+       "# HELP cdp_http_buffered_bytes Request bytes held in memory.\n"
+       "# TYPE cdp_http_buffered_bytes gauge\ncdp_http_buffered_bytes %lld\n",
+       static_cast<long long>(queue_messages.load()), static_cast<long long>(open_connections.load()),
+       static_cast<long long>(buffered_bytes.load()));
+  return out;
+}
+
+}  // namespace cdp

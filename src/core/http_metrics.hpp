@@ -1,0 +1,40 @@
+// Counters of the HTTP collector, in Prometheus text format. The struct holds
+// only lock-free atomics, so the glue can place one in shared memory and every
+// HTTP worker process (and each of its threads) adds to the same figures.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace cdp {
+
+struct HttpMetrics {
+  static constexpr int kCodes[] = {200, 204, 400, 401, 403, 404, 405, 413, 415, 500, 503};
+  static constexpr int kNumCodes = sizeof(kCodes) / sizeof(kCodes[0]);
+  static constexpr double kBatchBuckets[] = {1, 10, 50, 100, 500, 1000, 2500};
+  static constexpr int kNumBatchBuckets = sizeof(kBatchBuckets) / sizeof(kBatchBuckets[0]);
+  static constexpr double kCommitBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                              0.05,  0.1,    0.25,  0.5,  1.0};
+  static constexpr int kNumCommitBuckets = sizeof(kCommitBuckets) / sizeof(kCommitBuckets[0]);
+
+  std::atomic<uint64_t> requests[kNumCodes + 1];  // last slot: any other code
+  std::atomic<uint64_t> events[3];                // by MessageStatus
+  std::atomic<uint64_t> batch_buckets[kNumBatchBuckets + 1];
+  std::atomic<uint64_t> batch_sum, batch_count;
+  std::atomic<uint64_t> commit_buckets[kNumCommitBuckets + 1];
+  std::atomic<uint64_t> commit_sum_micros, commit_count;
+  std::atomic<int64_t> queue_messages, open_connections, buffered_bytes;
+
+  HttpMetrics() { reset(); }
+  void reset();
+  void count_request(int http_status);
+  void count_events(int status_index, uint64_t n);
+  void observe_batch(size_t messages);
+  void observe_commit(double seconds);
+  std::string render() const;
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory counters need lock-free atomics");
+
+}  // namespace cdp

@@ -1,0 +1,394 @@
+// The HTTP collector's background workers. Each owns an HttpServer (whose
+// threads never touch Postgres) and is its committer: it sleeps on its latch
+// and the server's eventfd, takes every validated request waiting, writes them
+// in one transaction (group commit), and only then lets the server answer.
+#include "pg/http_worker.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <unordered_map>
+
+#include "core/http_protocol.hpp"
+#include "core/http_server.hpp"
+#include "pg/guard.hpp"
+#include "pg/store.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
+}
+
+extern "C" {
+PGDLLEXPORT void cdp_http_worker_main(Datum arg);
+PG_FUNCTION_INFO_V1(cdp_http_metrics);
+}
+
+namespace cdp::pg {
+namespace {
+
+// GUCs (see docs/gucs.md).
+char* http_listen = nullptr;
+char* worker_database = nullptr;
+int http_workers = 1;
+int http_threads = 2;
+int http_max_connections = 1024;
+int http_idle_timeout = 30;
+int http_max_queue_messages = 50000;
+int http_max_buffer_mb = 256;
+int http_commit_max_messages = 5000;
+char* http_cors_origins = nullptr;
+char* http_trusted_proxies = nullptr;
+
+HttpMetrics* metrics = nullptr;  // in shared memory, shared by every worker
+shmem_request_hook_type prev_shmem_request = nullptr;
+shmem_startup_hook_type prev_shmem_startup = nullptr;
+
+volatile sig_atomic_t shutdown_requested = false;
+HttpServer* server = nullptr;  // lives for the process; stopped at exit
+
+void on_sigterm(SIGNAL_ARGS) {
+  int save = errno;
+  shutdown_requested = true;
+  SetLatch(MyLatch);
+  errno = save;
+}
+
+void request_shmem() {
+  if (prev_shmem_request) prev_shmem_request();
+  RequestAddinShmemSpace(MAXALIGN(sizeof(HttpMetrics)));
+}
+
+void startup_shmem() {
+  if (prev_shmem_startup) prev_shmem_startup();
+  LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+  bool found;
+  void* mem = ShmemInitStruct("cdp http metrics", sizeof(HttpMetrics), &found);
+  metrics = found ? static_cast<HttpMetrics*>(mem) : new (mem) HttpMetrics();
+  LWLockRelease(AddinShmemInitLock);
+}
+
+bool check_listen(char** value, void**, GucSource) {
+  if (**value == '\0') return true;
+  const char* colon = strrchr(*value, ':');
+  if (colon && colon != *value && atoi(colon + 1) > 0 && atoi(colon + 1) < 65536) return true;
+  GUC_check_errdetail("cdp.http_listen must be empty or \"address:port\", e.g. \"127.0.0.1:8765\".");
+  return false;
+}
+
+HttpConfig static_config() {
+  HttpConfig c;
+  std::string listen = http_listen;
+  size_t colon = listen.rfind(':');
+  c.host = listen.substr(0, colon);
+  if (c.host.size() > 2 && c.host.front() == '[') c.host = c.host.substr(1, c.host.size() - 2);
+  c.port = static_cast<uint16_t>(atoi(listen.c_str() + colon + 1));
+  c.threads = http_threads;
+  c.max_connections = http_max_connections;
+  c.idle_timeout_s = http_idle_timeout;
+  c.max_queue_messages = http_max_queue_messages;
+  c.max_buffered_bytes = static_cast<size_t>(http_max_buffer_mb) << 20;
+  return c;
+}
+
+HttpDynamicConfig dynamic_config() {
+  HttpDynamicConfig c;
+  c.cors_origins = split_list(http_cors_origins ? http_cors_origins : "");
+  c.trusted_proxies = split_list(http_trusted_proxies ? http_trusted_proxies : "");
+  return c;
+}
+
+// Write keys seen recently, each re-checked against cdp.sources after a second,
+// so a revoked key stops working within a second without a query per request.
+class KeyCache {
+ public:
+  // The source id, or -1 when the key is unknown or revoked. Inside a transaction.
+  int lookup(const std::string& key) {
+    auto now = std::chrono::steady_clock::now();
+    auto it = keys_.find(key);
+    if (it != keys_.end() && now - it->second.checked < std::chrono::seconds(1)) return it->second.source;
+    if (keys_.size() > 10000) keys_.clear();  // bounded, whatever keys clients invent
+    int source = -1;
+    try {
+      source = source_for_key(key.c_str());
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::Unauthorized) throw;
+    }
+    keys_[key] = {source, now};
+    return source;
+  }
+
+ private:
+  struct Entry {
+    int source;
+    std::chrono::steady_clock::time_point checked;
+  };
+  std::unordered_map<std::string, Entry> keys_;
+};
+KeyCache* key_cache = nullptr;
+
+void begin_transaction() {
+  call([] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, "cdp http: committing events");
+  });
+}
+
+void commit_transaction() {
+  call([] {
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    pgstat_report_stat(false);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+  });
+}
+
+// After a Postgres error turned into PgError: log it, roll back, carry on.
+void abort_transaction(const char* what, const std::string& message) {
+  call([&] {
+    AbortCurrentTransaction();
+    ereport(LOG, (errmsg("cdp http: %s failed: %s", what, message.c_str())));
+  });
+}
+
+void answer(PendingRequest* r, int status, std::string body, const char* retry_after = nullptr) {
+  r->http_status = status;
+  r->body = std::move(body);
+  if (retry_after) r->retry_after = retry_after;
+}
+
+// Writes one group of requests in one transaction and answers each.
+void commit_group(std::vector<PendingRequest*>& group) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<Incoming> in;
+  std::vector<PendingRequest*> authorized;
+  try {
+    begin_transaction();
+    Micros latest = 0;
+    for (PendingRequest* r : group) {
+      int source = key_cache->lookup(r->write_key);
+      if (source < 0) {
+        answer(r, 401, error_response("is unknown or revoked", "writeKey"));
+        continue;
+      }
+      authorized.push_back(r);
+      latest = std::max(latest, r->received_at);
+      for (auto& m : r->payload.messages) in.push_back({source, r->received_at, &m});
+    }
+    if (!in.empty()) ensure_partition_for(to_pg(latest));
+    std::vector<MessageStatus> statuses = in.empty() ? std::vector<MessageStatus>() : store_messages(in);
+    commit_transaction();
+    size_t at = 0;
+    uint64_t counts[3] = {0, 0, 0};
+    for (PendingRequest* r : authorized) {
+      std::vector<MessageStatus> mine(statuses.begin() + at,
+                                      statuses.begin() + at + r->payload.messages.size());
+      at += mine.size();
+      for (auto s : mine) counts[static_cast<int>(s)]++;
+      answer(r, 200, ingest_response(r->payload, mine));
+    }
+    for (int i = 0; i < 3; i++) metrics->count_events(i, counts[i]);
+    server->set_healthy(true);
+  } catch (const std::exception& e) {  // PgError, or a bug: either way nothing was committed
+    std::string message = e.what();
+    abort_transaction("commit", message);
+    for (PendingRequest* r : group)
+      answer(r, 503, error_response("could not store events, retry later"), "1");
+    server->set_healthy(false);
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metrics->observe_commit(seconds);
+  for (PendingRequest* r : group) server->complete(r);
+}
+
+void drain(size_t max_messages) {
+  for (;;) {
+    std::vector<PendingRequest*> group = server->take(max_messages);
+    if (group.empty()) return;
+    commit_group(group);
+  }
+}
+
+bool extension_ready() {
+  bool ready = false;
+  try {
+    call([&] {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      ready = OidIsValid(get_extension_oid("cdp", true));
+      CommitTransactionCommand();
+    });
+  } catch (const PgError& e) {
+    abort_transaction("extension check", e.what());
+  }
+  return ready;
+}
+
+void stop_server(int, Datum) {
+  if (server) server->stop();
+}
+
+// Waits for the latch or a request; false once shutdown is requested.
+bool wait_for_work(WaitEventSet* events, long timeout_ms) {
+  WaitEvent ev[3];
+  WaitEventSetWait(events, timeout_ms, ev, 3, PG_WAIT_EXTENSION);
+  ResetLatch(MyLatch);
+  CHECK_FOR_INTERRUPTS();
+  if (ConfigReloadPending) {
+    ConfigReloadPending = false;
+    ProcessConfigFile(PGC_SIGHUP);
+    if (server) server->set_dynamic(dynamic_config());
+  }
+  return !shutdown_requested;
+}
+
+// SIGTERM: stop accepting, answer what was read, then exit.
+void shut_down() {
+  server->quiesce();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (std::chrono::steady_clock::now() < deadline) {
+    drain(http_commit_max_messages);
+    pg_usleep(20000);
+    if (server->waiting() == 0) break;
+  }
+  server->refuse_new();
+  drain(http_commit_max_messages);
+  pg_usleep(100000);  // let the threads send the last answers
+}
+
+void worker_main(int index) {
+  while (!extension_ready()) {
+    if (index == 0)
+      ereport(LOG, (errmsg("cdp http: waiting for CREATE EXTENSION cdp in database \"%s\"",
+                           worker_database)));
+    int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000, PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    if (shutdown_requested) proc_exit(1);
+    (void)rc;
+  }
+  key_cache = new KeyCache();
+  server = new HttpServer(static_config(), metrics, [] { return from_pg(GetCurrentTimestamp()); });
+  server->set_dynamic(dynamic_config());
+  before_shmem_exit(stop_server, 0);
+  char failure[512] = "";
+  try {
+    server->start();
+  } catch (const Error& e) {
+    snprintf(failure, sizeof failure, "%s", e.what());
+  }
+  if (failure[0]) ereport(ERROR, (errmsg("cdp http: %s", failure)));
+  server->set_healthy(true);
+  ereport(LOG, (errmsg("cdp http: listening on %s (worker %d)", http_listen, index)));
+
+  WaitEventSet* events = CreateWaitEventSet(TopMemoryContext, 3);
+  AddWaitEventToSet(events, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+  AddWaitEventToSet(events, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+  AddWaitEventToSet(events, WL_SOCKET_READABLE, server->wake_fd(), nullptr, nullptr);
+  while (wait_for_work(events, 1000)) {
+    server->clear_wake();
+    drain(http_commit_max_messages);
+  }
+  shut_down();
+  proc_exit(1);  // non-zero: if only this worker was terminated, the postmaster restarts it
+}
+
+}  // namespace
+
+void define_http_gucs() {
+  DefineCustomStringVariable("cdp.http_listen", "Address and port of the HTTP Tracking API.",
+                             "Empty disables the HTTP workers.", &http_listen, "127.0.0.1:8765",
+                             PGC_POSTMASTER, 0, check_listen, nullptr, nullptr);
+  DefineCustomStringVariable("cdp.database", "Database the cdp background workers connect to.",
+                             "CREATE EXTENSION cdp must have run there.", &worker_database,
+                             "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.http_workers", "HTTP worker processes (they share the port).",
+                          nullptr, &http_workers, 1, 0, 32, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.http_threads", "Request threads per HTTP worker.",
+                          "They read, inflate, parse and validate; only the worker's main thread "
+                          "touches Postgres.",
+                          &http_threads, 2, 1, 64, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.http_max_connections", "Client connections per HTTP worker.",
+                          "Connections past this are refused.", &http_max_connections, 1024, 1,
+                          65535, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.http_idle_timeout", "Seconds before an idle or slow connection is closed.",
+                          nullptr, &http_idle_timeout, 30, 1, 3600, PGC_POSTMASTER, GUC_UNIT_S,
+                          nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.http_max_queue_messages",
+                          "Validated messages that may wait for commit; past it requests get 503.",
+                          nullptr, &http_max_queue_messages, 50000, 100, 10000000, PGC_POSTMASTER, 0,
+                          nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.http_max_buffer_mb",
+                          "Megabytes of request bodies a worker may hold; past it requests get 503.",
+                          nullptr, &http_max_buffer_mb, 256, 1, 65536, PGC_POSTMASTER, 0, nullptr,
+                          nullptr, nullptr);
+  DefineCustomIntVariable("cdp.http_commit_max_messages", "Most messages written in one commit.",
+                          nullptr, &http_commit_max_messages, 5000, 1, 100000, PGC_SIGHUP, 0,
+                          nullptr, nullptr, nullptr);
+  DefineCustomStringVariable("cdp.http_cors_origins",
+                             "Origins browsers may send events from (comma-separated, * for any).",
+                             nullptr, &http_cors_origins, "*", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable("cdp.http_trusted_proxies",
+                             "Proxy addresses whose X-Forwarded-For is believed (comma-separated).",
+                             nullptr, &http_trusted_proxies, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+}
+
+void register_http_workers() {
+  prev_shmem_request = shmem_request_hook;
+  shmem_request_hook = request_shmem;
+  prev_shmem_startup = shmem_startup_hook;
+  shmem_startup_hook = startup_shmem;
+  if (http_listen[0] == '\0') return;
+  for (int i = 0; i < http_workers; i++) {
+    BackgroundWorker w = {};
+    snprintf(w.bgw_name, BGW_MAXLEN, "cdp http worker %d", i);
+    snprintf(w.bgw_type, BGW_MAXLEN, "cdp http");
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "cdp");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "cdp_http_worker_main");
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = 2;
+    w.bgw_main_arg = Int32GetDatum(i);
+    RegisterBackgroundWorker(&w);
+  }
+}
+
+std::string http_metrics_text() { return metrics ? metrics->render() : std::string(); }
+
+}  // namespace cdp::pg
+
+void cdp_http_worker_main(Datum arg) {
+  pqsignal(SIGHUP, SignalHandlerForConfigReload);
+  pqsignal(SIGTERM, cdp::pg::on_sigterm);
+  BackgroundWorkerUnblockSignals();
+  BackgroundWorkerInitializeConnection(cdp::pg::worker_database, nullptr, 0);
+  pgstat_report_appname("cdp http");
+  cdp::pg::worker_main(DatumGetInt32(arg));
+}
+
+Datum cdp_http_metrics(PG_FUNCTION_ARGS) {
+  return cdp::pg::entry([&] {
+    std::string rendered = cdp::pg::http_metrics_text();
+    text* result = nullptr;
+    cdp::pg::call([&] { result = cstring_to_text_with_len(rendered.data(), rendered.size()); });
+    PG_RETURN_TEXT_P(result);
+  });
+}

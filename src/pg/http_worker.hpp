@@ -1,0 +1,10 @@
+// The HTTP collector's background workers (see http_worker.cpp).
+#pragma once
+
+namespace cdp::pg {
+
+void define_http_gucs();
+// Also installs the shared-memory hooks for the HTTP metrics.
+void register_http_workers();
+
+}  // namespace cdp::pg
