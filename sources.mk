@@ -13,7 +13,9 @@ CORE_SOURCES = \
 	src/core/gzip.cpp \
 	src/core/http_protocol.cpp \
 	src/core/http_metrics.cpp \
-	src/core/http_server.cpp
+	src/core/http_server.cpp \
+	src/core/identity.cpp \
+	src/core/traits.cpp
 
 # Glue between Postgres and the core.
 PG_SOURCES = \
@@ -21,4 +23,6 @@ PG_SOURCES = \
 	src/pg/module.cpp \
 	src/pg/store.cpp \
 	src/pg/ingest.cpp \
-	src/pg/http_worker.cpp
+	src/pg/http_worker.cpp \
+	src/pg/spi.cpp \
+	src/pg/processor.cpp

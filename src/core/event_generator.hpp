@@ -12,7 +12,7 @@ namespace cdp {
 
 struct GeneratorOptions {
   uint64_t seed = 42;
-  size_t users = 100000;          // distinct people; a few are far more active
+  size_t users = 100000;          // distinct people; low numbers are more active
   double identify_share = 0.1;    // of messages; identified people only
   double page_share = 0.2;        // of messages; the rest are track
   double anonymous_share = 0.15;  // of people: never sign in, so no userId
@@ -24,7 +24,7 @@ class EventGenerator {
  public:
   explicit EventGenerator(GeneratorOptions options = {});
 
-  // One compact JSON message: track (~600 bytes), identify or page.
+  // One compact JSON message: track, identify or page (~670 bytes on average).
   std::string next();
   // {"batch":[...]} of the next n messages.
   std::string batch(size_t n);

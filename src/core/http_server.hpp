@@ -78,6 +78,7 @@ class HttpServer {
 
   void set_dynamic(HttpDynamicConfig config);
   void set_healthy(bool healthy) { healthy_ = healthy; }
+  bool healthy() const { return healthy_; }
 
   // Readable (an eventfd) while requests wait; the committer polls it.
   int wake_fd() const { return wake_fd_; }
@@ -98,7 +99,6 @@ class HttpServer {
  private:
   int respond(MHD_Connection* c, int status, const std::string& body, const std::string& origin,
               const char* content_type = "application/json", const char* retry_after = nullptr);
-  int answer_preflight(MHD_Connection* c, const std::string& origin);
   int ingest(MHD_Connection* c, PendingRequest* r, std::optional<MessageType> implied);
   std::string peer_address(MHD_Connection* c, const char* forwarded_for);
 

@@ -1,5 +1,11 @@
 #include "core/json_util.hpp"
 
+#include <algorithm>
+#include <charconv>
+
+#include <rapidjson/encodedstream.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -22,6 +28,89 @@ int json_depth(std::string_view text) {
     }
   }
   return deepest;
+}
+
+namespace {
+
+// Roughly log10 of a JSON number's magnitude: enough to tell a number too big
+// for a double from one too small.
+long decimal_exponent(const char* p, const char* end) {
+  long e = 0;
+  bool significant = false, fraction = false;
+  for (; p < end && *p != 'e' && *p != 'E'; p++) {
+    if (*p == '-') continue;
+    if (*p == '.') {
+      fraction = true;
+    } else if (!significant) {
+      if (fraction) e--;  // 0.0012: each decimal up to the 1 is a power of ten less
+      significant = *p != '0';
+    } else if (!fraction) {
+      e++;  // 1234: each digit after the 1 is a power of ten more
+    }
+  }
+  long x = 0;
+  bool minus = false;
+  if (p < end) {  // the exponent
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) minus = *p++ == '-';
+    for (; p < end; p++)
+      if (x < 100000) x = x * 10 + (*p - '0');
+  }
+  return e + (minus ? -x : x);
+}
+
+// Forwards every event to the document, converting numbers on the way.
+struct NumberConverter {
+  rapidjson::Document& doc;
+  bool too_big = false;
+
+  bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
+    const char* end = s + n;
+    auto whole = [end](std::from_chars_result r) { return r.ec == std::errc() && r.ptr == end; };
+    if (std::find_if(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end) {
+      int64_t i;  // rapidjson's own types: Int64 for negatives, Uint64 otherwise,
+      uint64_t u;  // a double past 64 bits
+      if (*s == '-' && whole(std::from_chars(s, end, i))) return doc.Int64(i);
+      if (*s != '-' && whole(std::from_chars(s, end, u))) return doc.Uint64(u);
+    }
+    double d = 0;
+    auto r = std::from_chars(s, end, d);
+    if (r.ec == std::errc::result_out_of_range && decimal_exponent(s, end) < 0)
+      d = *s == '-' ? -0.0 : 0.0;  // underflow
+    else if (!whole(r))
+      return too_big = true, false;  // overflow (the reader has checked the syntax)
+    return doc.Double(d);
+  }
+  bool Null() { return doc.Null(); }
+  bool Bool(bool b) { return doc.Bool(b); }
+  bool Int(int i) { return doc.Int(i); }
+  bool Uint(unsigned u) { return doc.Uint(u); }
+  bool Int64(int64_t i) { return doc.Int64(i); }
+  bool Uint64(uint64_t u) { return doc.Uint64(u); }
+  bool Double(double d) { return doc.Double(d); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc.String(s, n, copy); }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc.Key(s, n, copy); }
+  bool StartObject() { return doc.StartObject(); }
+  bool EndObject(rapidjson::SizeType n) { return doc.EndObject(n); }
+  bool StartArray() { return doc.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) { return doc.EndArray(n); }
+};
+
+}  // namespace
+
+rapidjson::ParseResult parse_json(rapidjson::Document& doc, std::string_view text) {
+  NumberConverter numbers{doc};
+  rapidjson::ParseResult result;
+  auto generate = [&](rapidjson::Document&) {
+    rapidjson::MemoryStream ms(text.data(), text.size());
+    rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(ms);
+    rapidjson::Reader reader;
+    result = reader.Parse<kParseFlags | rapidjson::kParseNumbersAsStringsFlag>(in, numbers);
+    return !result.IsError();
+  };
+  doc.Populate(generate);
+  if (numbers.too_big) result.Set(rapidjson::kParseErrorNumberTooBig, result.Offset());
+  return result;
 }
 
 std::string to_json(const rapidjson::Value& v) {

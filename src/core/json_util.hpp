@@ -21,6 +21,15 @@ constexpr int kMaxJsonDepth = 64;
 // Nesting depth of a JSON text, counted without parsing (strings are skipped).
 int json_depth(std::string_view text);
 
+// Parses `text` into `doc` as Document::Parse<kParseFlags> would, except that
+// numbers are converted by std::from_chars: RapidJSON 1.1.0's full-precision
+// conversion reads zeros written with an exponent wrong ("0e-23" gives
+// -1.75e-192: clz(0) in its DiyFp) and numbers past the double range too
+// ("20000000000000000000e308" gives -6.2e-290, "1.8e308" infinity: reads past
+// its table of powers). Too big is an error (kParseErrorNumberTooBig), as
+// RapidJSON says for "1e400"; too small is zero. Check the result, not `doc`.
+rapidjson::ParseResult parse_json(rapidjson::Document& doc, std::string_view text);
+
 // Compact JSON text of a value.
 std::string to_json(const rapidjson::Value& v);
 

@@ -21,6 +21,12 @@ struct Broken {
   std::string field, rule;
 };
 
+size_t utf8_length(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
 const Value* member(const Value& obj, const char* name) {
   auto it = obj.FindMember(name);
   if (it == obj.MemberEnd() || it->value.IsNull()) return nullptr;
@@ -132,7 +138,7 @@ std::string raw_without_key(const Value& msg) {
 Event build_event(const Value& msg, const MessageContext& ctx, std::string& message_id) {
   if (!msg.IsObject()) throw Broken{"message", "must be a JSON object"};
   message_id = identifier(msg, "messageId");
-  if (message_id.size() > ctx.limits.max_message_id_length)
+  if (utf8_length(message_id) > ctx.limits.max_message_id_length)
     throw Broken{"messageId", "must be at most " + std::to_string(ctx.limits.max_message_id_length) +
                                   " characters"};
   Event e;
@@ -241,7 +247,9 @@ MessageOutcome validate_message(const Value& msg, const MessageContext& ctx) {
       if (msg.IsObject()) message_id = identifier(msg, "messageId");
     } catch (const Broken&) {
     }
-    if (message_id.size() > ctx.limits.max_message_id_length) message_id.clear();
+    if (message_id.size() > ctx.limits.max_message_id_length ||
+        message_id.find('\0') != std::string::npos)  // quarantine.message_id is text
+      message_id.clear();
     std::string raw = raw_without_key(msg);
     if (raw.size() > ctx.limits.max_message_bytes) {
       out.rejection.raw = std::move(raw);
@@ -259,7 +267,7 @@ MessageOutcome validate_message(const Value& msg, const MessageContext& ctx) {
       out.event->message_id = new_message_id();
   } catch (const Broken& b) {
     out.event.reset();
-    if (message_id.size() <= ctx.limits.max_message_id_length) out.rejection.message_id = message_id;
+    if (utf8_length(message_id) <= ctx.limits.max_message_id_length) out.rejection.message_id = message_id;
     out.rejection.field = b.field;
     out.rejection.rule = b.rule;
     if (out.rejection.raw.empty()) out.rejection.raw = raw_without_key(msg);

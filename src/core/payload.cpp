@@ -19,7 +19,10 @@ static std::string take_write_key(const rapidjson::Value& root) {
   auto it = root.FindMember("writeKey");
   if (it == root.MemberEnd() || it->value.IsNull()) return {};
   if (!it->value.IsString()) throw Error(ErrorKind::InvalidInput, "writeKey", "must be a string");
-  return std::string(it->value.GetString(), it->value.GetStringLength());
+  std::string key(it->value.GetString(), it->value.GetStringLength());
+  if (key.find('\0') != std::string::npos)  // a C string would end there: "wk\u0000x" is not "wk"
+    throw Error(ErrorKind::InvalidInput, "writeKey", "contains a NUL character (\\u0000)");
+  return key;
 }
 
 static const rapidjson::Value* envelope_object(const rapidjson::Value& root, const char* field) {
@@ -43,11 +46,11 @@ Payload parse_payload(std::string_view json, const PayloadOptions& opts) {
     throw Error(ErrorKind::InvalidInput, "payload",
                 "nests objects or arrays deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   rapidjson::Document doc;
-  doc.Parse<kParseFlags>(json.data(), json.size());
-  if (doc.HasParseError())
+  rapidjson::ParseResult parsed = parse_json(doc, json);
+  if (parsed.IsError())
     throw Error(ErrorKind::MalformedJson, "payload",
-                std::string("is not valid JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) +
-                    " at offset " + std::to_string(doc.GetErrorOffset()));
+                std::string("is not valid JSON: ") + rapidjson::GetParseError_En(parsed.Code()) +
+                    " at offset " + std::to_string(parsed.Offset()));
   if (has_lone_surrogate(doc))
     throw Error(ErrorKind::MalformedJson, "payload",
                 "is not valid JSON: a \\u escape holds an unpaired UTF-16 surrogate");

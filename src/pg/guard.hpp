@@ -37,9 +37,14 @@ template <class F>
 void call(F&& f) {
   MemoryContext mcx = CurrentMemoryContext;
   volatile bool failed = false;
+  std::exception_ptr cxx;  // a C++ exception must not unwind through PG_TRY's frame
   PG_TRY();
   {
-    f();
+    try {
+      f();
+    } catch (...) {
+      cxx = std::current_exception();
+    }
   }
   PG_CATCH();
   {
@@ -47,6 +52,7 @@ void call(F&& f) {
   }
   PG_END_TRY();
   if (failed) throw_pg_error(mcx);
+  if (cxx) std::rethrow_exception(cxx);
 }
 
 int sqlstate_for(ErrorKind kind);

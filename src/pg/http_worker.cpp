@@ -4,6 +4,8 @@
 // in one transaction (group commit), and only then lets the server answer.
 #include "pg/http_worker.hpp"
 
+#include <arpa/inet.h>
+
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -86,8 +88,13 @@ void startup_shmem() {
 bool check_listen(char** value, void**, GucSource) {
   if (**value == '\0') return true;
   const char* colon = strrchr(*value, ':');
-  if (colon && colon != *value && atoi(colon + 1) > 0 && atoi(colon + 1) < 65536) return true;
-  GUC_check_errdetail("cdp.http_listen must be empty or \"address:port\", e.g. \"127.0.0.1:8765\".");
+  if (colon && colon != *value && atoi(colon + 1) > 0 && atoi(colon + 1) < 65536) {
+    std::string host(*value, static_cast<size_t>(colon - *value));
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1) return true;
+  }
+  GUC_check_errdetail("cdp.http_listen must be empty or \"IP address:port\", e.g. \"127.0.0.1:8765\" or \"[::1]:8765\".");
   return false;
 }
 
@@ -178,7 +185,6 @@ void answer(PendingRequest* r, int status, std::string body, const char* retry_a
 
 // Writes one group of requests in one transaction and answers each.
 void commit_group(std::vector<PendingRequest*>& group) {
-  auto start = std::chrono::steady_clock::now();
   std::vector<Incoming> in;
   std::vector<PendingRequest*> authorized;
   try {
@@ -215,9 +221,11 @@ void commit_group(std::vector<PendingRequest*>& group) {
       answer(r, 503, error_response("could not store events, retry later"), "1");
     server->set_healthy(false);
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  metrics->observe_commit(seconds);
-  for (PendingRequest* r : group) server->complete(r);
+  auto done = std::chrono::steady_clock::now();
+  for (PendingRequest* r : group) {  // queued -> committed, per request
+    metrics->observe_commit(std::chrono::duration<double>(done - r->queued_at).count());
+    server->complete(r);
+  }
 }
 
 void drain(size_t max_messages) {
@@ -306,6 +314,7 @@ void worker_main(int index) {
   while (wait_for_work(events, 1000)) {
     server->clear_wake();
     drain(http_commit_max_messages);
+    if (!server->healthy()) server->set_healthy(extension_ready());  // recover without traffic
   }
   shut_down();
   proc_exit(1);  // non-zero: if only this worker was terminated, the postmaster restarts it

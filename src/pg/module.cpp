@@ -1,6 +1,7 @@
 // Module entry: refuses to load unless preloaded, defines the GUCs.
 #include "pg/clock.hpp"
 #include "pg/http_worker.hpp"
+#include "pg/processor.hpp"
 
 extern "C" {
 #include "miscadmin.h"
@@ -47,6 +48,7 @@ void define_gucs() {
       "instead of the real clock. Leave empty in production.",
       &test_clock_text, "", PGC_SUSET, 0, check_test_clock, assign_test_clock, nullptr);
   define_http_gucs();
+  define_processor_gucs();
   MarkGUCPrefixReserved("cdp");
 }
 
@@ -64,6 +66,7 @@ void _PG_init(void) {
                             "the server.")));
   cdp::pg::define_gucs();
   cdp::pg::register_http_workers();
+  cdp::pg::register_processor();
 }
 
 Datum cdp_now(PG_FUNCTION_ARGS) { PG_RETURN_TIMESTAMPTZ(cdp::pg::now()); }

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "pg/guard.hpp"
+#include "pg/processor.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -68,6 +69,11 @@ void on_xact(XactEvent event, void*) {
     plans.covered_from = plans.covered_until = 0;
 }
 
+// Likewise a rolled-back savepoint (or PL/pgSQL exception block).
+void on_subxact(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+  if (event == SUBXACT_EVENT_ABORT_SUB) plans.covered_from = plans.covered_until = 0;
+}
+
 SPIPlanPtr prepare(const char* sql, int nargs, Oid* types) {
   SPIPlanPtr p = SPI_prepare(sql, nargs, types);
   if (p == nullptr)
@@ -86,6 +92,7 @@ void ensure_plans() {
     if (relid == plans.events_relid) return;
     if (!plans.callback_registered) {
       RegisterXactCallback(on_xact, nullptr);
+      RegisterSubXactCallback(on_subxact, nullptr);
       plans.callback_registered = true;
     }
     for (SPIPlanPtr p : {plans.insert_events, plans.quarantine, plans.source, plans.partitions})
@@ -235,6 +242,7 @@ std::vector<MessageStatus> store_messages(const std::vector<Incoming>& in) {
   }
   if (!fresh.empty()) {
     auto written = insert_events(fresh);
+    if (!written.empty()) call([] { note_events_written(); });
     for (size_t i = 0; i < in.size(); i++)
       if (status[i] == MessageStatus::Accepted &&
           !written.count(dedup_key(in[i].source_id, in[i].outcome->event->message_id)))

@@ -54,6 +54,60 @@ TEST(FindNul, PrefixesTheGivenPath) {
   EXPECT_EQ(find_nul(json(R"({"x":["\u0000"]})"), "context"), "context.x[0]");
 }
 
+// parse_json: RapidJSON's parser with the numbers converted by std::from_chars.
+std::string reparsed(std::string_view text) {
+  rapidjson::Document doc;
+  rapidjson::ParseResult r = parse_json(doc, text);
+  return r.IsError() ? "error " + std::to_string(r.Code()) + " at " + std::to_string(r.Offset())
+                     : to_json(doc);
+}
+
+TEST(ParseJson, NumbersKeepTheirTypesAndValues) {
+  EXPECT_EQ(reparsed("[0,-0,1,-1,2147483648,-2147483649,9223372036854775807,"
+                     "-9223372036854775808,18446744073709551615]"),
+            "[0,0,1,-1,2147483648,-2147483649,9223372036854775807,-9223372036854775808,"
+            "18446744073709551615]");
+  EXPECT_EQ(reparsed("[18446744073709551616,-9223372036854775809]"),
+            "[1.8446744073709552e19,-9.223372036854776e18]") << "past 64 bits: a double";
+  EXPECT_EQ(reparsed("[0.1,0.30000000000000004,1e-7,129.95,-2.5E+3,1.7976931348623157e308,5e-324]"),
+            "[0.1,0.30000000000000004,1e-7,129.95,-2500.0,1.7976931348623157e308,5e-324]");
+  rapidjson::Document doc;
+  ASSERT_FALSE(parse_json(doc, R"({"i":7,"u":3000000000,"d":7.0})").IsError());
+  EXPECT_TRUE(doc["i"].IsInt());
+  EXPECT_TRUE(doc["u"].IsUint() && !doc["u"].IsInt());
+  EXPECT_TRUE(doc["d"].IsDouble());
+}
+
+TEST(ParseJson, ZerosAreZeroHoweverTheyAreWritten) {
+  // RapidJSON 1.1.0's own full-precision parse gives -4.7e21, -2.4e229 and -1.4e-194.
+  EXPECT_EQ(reparsed("[0e-101,0e40,0.0000000000000000000000000,-0E-30,0.0e5]"),
+            "[0.0,0.0,0.0,-0.0,0.0]");
+}
+
+TEST(ParseJson, TooSmallIsZero) {
+  EXPECT_EQ(reparsed("[1e-400,-2e-324,0.1e-323,1e-99999999]"), "[0.0,-0.0,0.0,0.0]");
+}
+
+TEST(ParseJson, TooBigIsAnErrorNotGarbage) {
+  // RapidJSON 1.1.0 alone: infinity, -3.1e-308 and -6.2e-290.
+  for (const char* s : {"[1.8e308]", "[10e308]", "[20000000000000000000e308]", "[0.00018e312]",
+                        "[-1e309]", "[1e400]"})
+    EXPECT_EQ(reparsed(s), "error " + std::to_string(rapidjson::kParseErrorNumberTooBig) + " at 1")
+        << s;
+}
+
+TEST(ParseJson, SyntaxErrorsAreRapidJsonsOwn) {
+  EXPECT_EQ(reparsed(R"({"a":})"), "error " + std::to_string(rapidjson::kParseErrorValueInvalid) + " at 5");
+  EXPECT_EQ(reparsed("[0e-110e-1111]"),
+            "error " + std::to_string(rapidjson::kParseErrorArrayMissCommaOrSquareBracket) + " at 7");
+  EXPECT_EQ(reparsed("[1] x"), "error " + std::to_string(rapidjson::kParseErrorDocumentRootNotSingular) + " at 4");
+}
+
+TEST(ParseJson, StopsAtTheGivenLength) {
+  std::string text = "[1,2]garbage";
+  EXPECT_EQ(reparsed(std::string_view(text).substr(0, 5)), "[1,2]");
+}
+
 TEST(IsBlank, EmptyOrWhitespaceOnly) {
   EXPECT_TRUE(is_blank(""));
   EXPECT_TRUE(is_blank(" \t\r\n\f\v"));

@@ -489,6 +489,12 @@ TEST(Nul, RejectedWithTheJsonPath) {
                   "context.ip", "NUL");
 }
 
+TEST(Nul, AMessageIdWithANulIsNotKeptAsTheRejectionsId) {
+  auto out = validate(R"({"type":"track","userId":"u1","event":"x","messageId":"m\u0000"})");
+  expect_rejected(out, "messageId", "NUL");
+  EXPECT_EQ(out.rejection.message_id, "") << "cdp.quarantine.message_id is text";
+}
+
 TEST(Nul, RawTextOfTheRejectionHoldsAnEscapeNotANul) {
   auto out = validate(R"({"type":"track","userId":"u1","event":"x\u0000"})");
   ASSERT_FALSE(out.ok());

@@ -43,7 +43,10 @@ std::string track(int i) {
 
 std::string batch_of(int n) {
   std::string body = R"({"batch":[)";
-  for (int i = 0; i < n; i++) body += (i ? "," : "") + track(i);
+  for (int i = 0; i < n; i++) {
+    if (i) body += ',';
+    body += track(i);
+  }
   return body + "]}";
 }
 
@@ -133,6 +136,26 @@ TEST(Payload, UnpairedSurrogateEscapesAreMalformed) {
   Payload p = parse(R"({"type":"identify","userId":"\ud83d\ude00"})");
   ASSERT_TRUE(p.messages[0].ok());
   EXPECT_EQ(p.messages[0].event->user_id, "\xF0\x9F\x98\x80");
+}
+
+TEST(Payload, NumbersKeepTheirValue) {
+  // RapidJSON 1.1.0 alone reads 0e-101 as -4.7e21 and 0e40 as -2.4e229.
+  Payload p = parse(R"({"type":"track","userId":"u1","event":"x","properties":{
+      "a":0e-101,"b":0.0000000000000000000000000,"c":-0E-30,"d":0e40,"e":0.0,"s":"0e-101",
+      "f":1e-30,"g":0.5e-30,"h":129.95,"i":-7,"j":1e-400}})");
+  ASSERT_TRUE(p.messages[0].ok());
+  EXPECT_EQ(p.messages[0].event->properties,
+            R"({"a":0.0,"b":0.0,"c":-0.0,"d":0.0,"e":0.0,"s":"0e-101","f":1e-30,"g":5e-31,)"
+            R"("h":129.95,"i":-7,"j":0.0})");
+}
+
+TEST(Payload, ANumberPastTheDoubleRangeIsMalformed) {
+  // Rather than infinity (which has no JSON text) or garbage.
+  Error e = error_of(R"({"type":"track","userId":"u1","event":"x","properties":{"n":1.8e308}})");
+  EXPECT_EQ(e.kind(), ErrorKind::MalformedJson);
+  EXPECT_NE(std::string(e.what()).find("Number too big"), std::string::npos) << e.what();
+  EXPECT_EQ(error_of(R"({"type":"identify","userId":20000000000000000000e308})").kind(),
+            ErrorKind::MalformedJson);
 }
 
 TEST(Payload, NonObjectPayloadsAreInvalidInput) {
@@ -260,6 +283,13 @@ TEST(WriteKey, AbsentOrNullIsEmpty) {
 
 TEST(WriteKey, MustBeAString) {
   Error e = error_of(R"({"writeKey":123,"type":"identify","userId":"u1"})");
+  EXPECT_EQ(e.kind(), ErrorKind::InvalidInput);
+  EXPECT_EQ(e.field(), "writeKey");
+}
+
+TEST(WriteKey, ANulIsRefusedRatherThanCutShort) {
+  // As a C string "wk_123\u0000x" would read "wk_123", someone else's key.
+  Error e = error_of(R"({"writeKey":"wk_123\u0000x","type":"identify","userId":"u1"})");
   EXPECT_EQ(e.kind(), ErrorKind::InvalidInput);
   EXPECT_EQ(e.field(), "writeKey");
 }

@@ -24,8 +24,7 @@ inline Micros at(std::string_view iso) {
 // Validates one message given as JSON text.
 inline MessageOutcome validate(std::string_view json, const MessageContext& ctx = {}) {
   rapidjson::Document doc;
-  doc.Parse<kParseFlags>(json.data(), json.size());
-  EXPECT_FALSE(doc.HasParseError()) << "test fixture is not JSON: " << json;
+  EXPECT_FALSE(parse_json(doc, json).IsError()) << "test fixture is not JSON: " << json;
   return validate_message(doc, ctx);
 }
 

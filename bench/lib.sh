@@ -1,0 +1,55 @@
+# Shared shell functions for the benchmarks in bench/ (sourced by bench/run and
+# bench/*.sh, after test/lib.sh). Expects ROOT (the project folder).
+
+# Ports away from the ones ./dev test and the e2e tests pick.
+BENCH_PG_PORT_FROM=${CDP_BENCH_PG_PORT:-57000}
+BENCH_HTTP_PORT_FROM=${CDP_BENCH_HTTP_PORT:-19000}
+
+# bench_cluster_up VAR: a throwaway cluster in /tmp with cdp preloaded, database
+# cdp and the extension created; its folder is stored in VAR.
+bench_cluster_up() {
+  local var=$1 dir
+  dir=$(mktemp -d /tmp/cdp-bench.XXXXXX)
+  chmod 755 "$dir"
+  printf -v "$var" '%s' "$dir"
+  init_cluster "$dir" "$(free_port "$BENCH_PG_PORT_FROM")" "$(free_port "$BENCH_HTTP_PORT_FROM")"
+  # Benchmarks are about the collector, not about checkpoints mid-run.
+  cat >>"$dir/data/postgresql.conf" <<EOF
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+EOF
+  start_cluster "$dir"
+  cluster_psql "$dir" postgres -c "create database cdp"
+  cluster_psql "$dir" cdp -c "create extension cdp"
+}
+
+# bench_cluster_down DIR: stops the cluster and removes its folder.
+bench_cluster_down() {
+  local dir=$1
+  [ -n "$dir" ] && [ -d "$dir" ] || return 0
+  stop_cluster "$dir"
+  rm -rf "$dir"
+}
+
+# bench_cluster_set DIR "name = value"...: appends settings (the last one wins)
+# and restarts the cluster.
+bench_cluster_set() {
+  local dir=$1
+  shift
+  printf '%s\n' "$@" | as_cluster_user tee -a "$dir/data/postgresql.conf" >/dev/null
+  stop_cluster "$dir"
+  start_cluster "$dir"
+}
+
+# The environment libpq programs need to reach the cluster in DIR.
+bench_pg_env() {
+  local dir=$1
+  echo "PGHOST=$dir PGPORT=$(cat "$dir/port") PGUSER=$(cluster_user) PGDATABASE=cdp"
+}
+
+# bench_summary WHAT CDP BASELINE RATIO TARGET: one row of bench/run's final
+# table, appended to $CDP_BENCH_SUMMARY when bench/run collects them.
+bench_summary() {
+  [ -n "${CDP_BENCH_SUMMARY:-}" ] || return 0
+  printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$CDP_BENCH_SUMMARY"
+}

@@ -1,0 +1,164 @@
+// Identity resolution: which identifiers an event carries, how they are
+// normalised and which are refused, and the deterministic identity graph that
+// decides which profile each event belongs to and when two profiles merge.
+//
+// The graph is a union-find over profiles (path compression, union by size):
+// each identifier (type, value) belongs to one profile; an event that carries
+// identifiers of two profiles merges them unless a rule forbids it.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/message.hpp"
+
+namespace cdp {
+
+enum class Normalise { None, Lower, Email, Phone };
+
+// Longer values identify no one: they could not be indexed (B-tree rows are
+// limited to about 2.7 KB) and no real identifier is that long.
+constexpr size_t kMaxIdentifierBytes = 1024;
+std::optional<Normalise> parse_normalise(std::string_view name);
+
+// One row of cdp.identifier_types.
+struct IdentifierType {
+  std::string name;                     // "user_id", "email", "device_id"...
+  std::vector<std::string> paths;       // "userId", "traits.email", "context.device.id"...
+  Normalise normalise = Normalise::None;
+  int limit = 0;                        // identifiers of this type per profile; 0 = unlimited
+  Micros window = 0;                    // the limit counts only those first seen this recently; 0 = ever
+  int priority = 100;                   // lower wins: decides which profile an event stays with
+  std::vector<std::string> blocked_values;    // compared after normalisation, ignoring case
+  std::vector<std::string> blocked_patterns;  // ECMAScript regular expressions, whole value
+  std::string default_country_code;     // phones without one get it (e.g. "1")
+};
+
+// Guard rails per profile (Segment caps them the same way).
+struct GuardRails {
+  int max_merges = 100;
+  int max_identifiers = 1000;
+};
+
+struct Identifier {
+  int type;  // index into IdentityRules::types()
+  std::string value;
+  bool operator==(const Identifier&) const = default;
+};
+
+// What the resolver needs of one event.
+struct EventFacts {
+  int64_t id = 0;
+  MessageType type = MessageType::Track;
+  Micros timestamp = 0;
+  std::string message_id;
+  int source_id = 0;
+  std::string user_id, anonymous_id, previous_id, group_id;
+  std::string traits, context, properties;  // JSON text or empty
+};
+
+class IdentityRules {
+ public:
+  // Throws cdp::Error(InvalidInput) naming the type and pattern of a bad regex.
+  explicit IdentityRules(std::vector<IdentifierType> types, GuardRails rails = {});
+  const std::vector<IdentifierType>& types() const { return types_; }
+  const GuardRails& rails() const { return rails_; }
+  int find(std::string_view name) const;  // -1 when unknown
+
+  // The normalised value, or nullopt when empty or blocked.
+  std::optional<std::string> normalise(int type, std::string_view raw) const;
+  // Every identifier the event carries, normalised, unblocked, without
+  // repeats, strongest (lowest priority number) first. previousId is not
+  // included: see Resolver::resolve.
+  std::vector<Identifier> extract(const EventFacts& e) const;
+
+  // [{"type":"email","value":"a@b.c"},...]
+  std::string to_json(const std::vector<Identifier>& ids) const;
+
+  static std::vector<IdentifierType> defaults();
+
+ private:
+  std::vector<IdentifierType> types_;
+  std::vector<std::vector<std::regex>> patterns_;
+  GuardRails rails_;
+};
+
+struct Merge {
+  int64_t from, into;  // canonical profiles at the time of the merge
+};
+
+struct Refusal {
+  int64_t profile;        // the profile the event stayed with
+  int64_t other_profile;  // the one it would have merged, or 0
+  Identifier identifier;  // the identifier not attached or not merged
+  std::string rule;       // "user_id: at most 1 per profile", ...
+};
+
+// What became of one event.
+struct Decision {
+  int64_t event_id = 0;
+  int64_t profile = 0;  // bound at processing time (early binding)
+  bool new_profile = false;
+  std::vector<Identifier> attached;  // new identifiers given to `profile`
+  std::vector<Merge> merges;
+  std::vector<Refusal> refusals;
+  bool flagged = false;  // the profile hit a guard rail
+};
+
+// The identity graph. Seed it with what the database knows about the
+// identifiers of a batch (or with nothing, to rebuild from all events), then
+// resolve events in order.
+class Resolver {
+ public:
+  using NewProfileId = std::function<int64_t()>;
+  Resolver(const IdentityRules& rules, NewProfileId new_profile_id);
+
+  void add_profile(int64_t profile, int merges, int identifiers, bool flagged);
+  void add_identity(const Identifier& id, int64_t profile, Micros first_seen);
+
+  Decision resolve(const EventFacts& e);
+
+  int64_t canonical(int64_t profile);
+  std::optional<int64_t> lookup(const Identifier& id);
+  // Every identifier known to the graph with its canonical profile.
+  void for_each_identity(const std::function<void(const Identifier&, int64_t, Micros)>& f);
+  size_t identity_count() const { return identities_.size(); }
+  size_t memory_bytes() const;
+
+ private:
+  struct Node {
+    int64_t canonical;  // the surviving profile of the set (meaningful at roots)
+    uint32_t parent, size;
+    uint32_t merges = 0, identifiers = 0;
+    bool flagged = false;
+  };
+  struct Seen {
+    uint32_t node;
+    Micros first_seen;
+  };
+  struct Key {
+    std::size_t operator()(const std::pair<int, std::string>& k) const noexcept;
+  };
+
+  uint32_t node_of(int64_t profile);
+  uint32_t find(uint32_t n);
+  int count_in_window(uint32_t root, int type, Micros now);
+  std::optional<std::string> merge_blocker(uint32_t a, uint32_t b, Micros now);
+  uint32_t unite(uint32_t into, uint32_t from);
+
+  const IdentityRules& rules_;
+  NewProfileId new_profile_id_;
+  std::vector<Node> nodes_;
+  std::unordered_map<int64_t, uint32_t> node_of_profile_;
+  std::unordered_map<std::pair<int, std::string>, Seen, Key> identities_;
+  // For limited types only: first-seen times of each root's identifiers.
+  std::unordered_map<uint64_t, std::vector<Micros>> limited_;  // key: root << 8 | type
+};
+
+}  // namespace cdp

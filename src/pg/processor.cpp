@@ -1,0 +1,728 @@
+// The processor: binds committed events to profiles through the identity
+// graph and folds their traits, one batch per transaction.
+//
+// No committed event is skipped, whatever order transactions commit in: events
+// are read in (txid, id) order and only from transactions older than the
+// snapshot's xmin, which have all finished, so nothing can still appear below
+// the cursor. The cursor moves in the same transaction as the results.
+#include "pg/processor.hpp"
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "core/identity.hpp"
+#include "core/traits.hpp"
+#include "pg/guard.hpp"
+#include "pg/spi.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
+}
+
+extern "C" {
+PGDLLEXPORT void cdp_processor_main(Datum arg);
+PG_FUNCTION_INFO_V1(cdp_process_pending);
+PG_FUNCTION_INFO_V1(cdp_normalise_identifier);
+}
+
+namespace cdp::pg {
+namespace {
+
+bool processor_enabled = true;
+int batch_size = 2000;
+int max_merges = 100;
+int max_identifiers = 1000;
+char* worker_database_name() { return GetConfigOptionByName("cdp.database", nullptr, false); }
+
+// Shared memory: which process to wake when events commit.
+struct ProcessorShared {
+  int procno;  // the processor worker's PGPROC number, or -1
+};
+ProcessorShared* shared = nullptr;
+shmem_request_hook_type prev_request = nullptr;
+shmem_startup_hook_type prev_startup = nullptr;
+bool wake_on_commit = false;
+bool callback_registered = false;
+volatile sig_atomic_t shutdown_requested = false;
+
+void request_shmem() {
+  if (prev_request) prev_request();
+  RequestAddinShmemSpace(MAXALIGN(sizeof(ProcessorShared)));
+}
+
+void startup_shmem() {
+  if (prev_startup) prev_startup();
+  LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+  bool found;
+  shared = static_cast<ProcessorShared*>(ShmemInitStruct("cdp processor", sizeof(ProcessorShared), &found));
+  if (!found) shared->procno = -1;
+  LWLockRelease(AddinShmemInitLock);
+}
+
+// A commit that wrote events wakes the processor; a rollback wakes nobody.
+void on_xact(XactEvent event, void*) {
+  if (event == XACT_EVENT_COMMIT && wake_on_commit && shared) {
+    int procno = shared->procno;
+    if (procno >= 0) SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+  }
+  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) wake_on_commit = false;
+}
+
+// ---------------------------------------------------------------------------
+// Rules, read at the start of each batch (small tables; changes apply at once).
+
+IdentityRules load_identity_rules() {
+  std::vector<IdentifierType> types;
+  call([&] {
+    uint64 n = spi::exec(
+        "select type, array_to_json(paths)::text, normalise, coalesce(max_per_profile, 0),"
+        " coalesce((extract(epoch from limit_window) * 1000000)::int8, 0), priority,"
+        " array_to_json(blocked_values)::text, array_to_json(blocked_patterns)::text,"
+        " default_country_code from cdp.identifier_types order by priority, type",
+        SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++) {
+      IdentifierType t;
+      t.name = spi::get_text(r, 1);
+      t.normalise = parse_normalise(spi::get_text(r, 3)).value_or(Normalise::None);
+      t.limit = static_cast<int>(spi::get_int4(r, 4));
+      t.window = spi::get_int8(r, 5);
+      t.priority = spi::get_int4(r, 6);
+      t.default_country_code = spi::get_text(r, 9);
+      types.push_back(std::move(t));
+    }
+  });
+  // Arrays come as JSON text; parse them outside Postgres calls.
+  std::vector<std::string> paths, values, patterns;
+  call([&] {
+    uint64 n = spi::exec(
+        "select array_to_json(paths)::text, array_to_json(blocked_values)::text,"
+        " array_to_json(blocked_patterns)::text from cdp.identifier_types order by priority, type",
+        SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++) {
+      paths.push_back(spi::get_text(r, 1));
+      values.push_back(spi::get_text(r, 2));
+      patterns.push_back(spi::get_text(r, 3));
+    }
+  });
+  auto list = [](const std::string& json) {
+    std::vector<std::string> out;
+    rapidjson::Document d;
+    if (!d.Parse(json.data(), json.size()).HasParseError() && d.IsArray())
+      for (auto& v : d.GetArray())
+        if (v.IsString()) out.emplace_back(v.GetString(), v.GetStringLength());
+    return out;
+  };
+  for (size_t i = 0; i < types.size() && i < paths.size(); i++) {
+    types[i].paths = list(paths[i]);
+    types[i].blocked_values = list(values[i]);
+    types[i].blocked_patterns = list(patterns[i]);
+  }
+  return IdentityRules(std::move(types), GuardRails{max_merges, max_identifiers});
+}
+
+TraitRules load_trait_rules() {
+  std::vector<TraitRule> rules;
+  std::vector<std::string> priorities;
+  call([&] {
+    uint64 n = spi::exec(
+        "select trait, strategy, array_to_json(source_priority)::text, coalesce(from_path, '')"
+        " from cdp.trait_rules order by trait",
+        SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++) {
+      TraitRule t;
+      t.trait = spi::get_text(r, 1);
+      t.strategy = parse_trait_strategy(spi::get_text(r, 2)).value_or(TraitStrategy::Last);
+      t.from_path = spi::get_text(r, 4);
+      priorities.push_back(spi::get_text(r, 3));
+      rules.push_back(std::move(t));
+    }
+  });
+  for (size_t i = 0; i < rules.size(); i++) {
+    rapidjson::Document d;
+    if (!d.Parse(priorities[i].data(), priorities[i].size()).HasParseError() && d.IsArray())
+      for (auto& v : d.GetArray())
+        if (v.IsInt()) rules[i].source_priority.push_back(v.GetInt());
+  }
+  return TraitRules(std::move(rules));
+}
+
+// ---------------------------------------------------------------------------
+
+struct Batch {
+  std::vector<EventFacts> events;
+  std::vector<std::string> txids;
+};
+
+Batch read_events(int limit, bool from_worker) {
+  Batch b;
+  call([&] {
+    spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
+    if (from_worker) {
+      spi::exec("select paused from cdp.processor_state", SPI_OK_SELECT);
+      if (spi::get_bool(0, 1)) return;
+    }
+    uint64 n = spi::exec(
+        "select e.id, e.txid::text, e.type, e.source_id, e.message_id, coalesce(e.user_id, ''),"
+        " coalesce(e.anonymous_id, ''), coalesce(e.previous_id, ''), coalesce(e.group_id, ''),"
+        " e.\"timestamp\", coalesce(e.traits::text, ''), coalesce(e.context::text, ''),"
+        " coalesce(e.properties::text, '')"
+        " from cdp.events e, cdp.processor_state s"
+        " where (e.txid, e.id) > (s.cursor_txid, s.cursor_event)"
+        "   and e.txid < pg_snapshot_xmin(pg_current_snapshot())"
+        " order by e.txid, e.id limit $1",
+        {spi::int4(limit)}, SPI_OK_SELECT);
+    b.events.resize(n);
+    b.txids.resize(n);
+    for (uint64 r = 0; r < n; r++) {
+      EventFacts& e = b.events[r];
+      e.id = spi::get_int8(r, 1);
+      b.txids[r] = spi::get_text(r, 2);
+      e.type = parse_message_type(spi::get_text(r, 3)).value_or(MessageType::Track);
+      e.source_id = spi::get_int4(r, 4);
+      e.message_id = spi::get_text(r, 5);
+      e.user_id = spi::get_text(r, 6);
+      e.anonymous_id = spi::get_text(r, 7);
+      e.previous_id = spi::get_text(r, 8);
+      e.group_id = spi::get_text(r, 9);
+      e.timestamp = spi::get_timestamptz(r, 10);
+      e.traits = spi::get_text(r, 11);
+      e.context = spi::get_text(r, 12);
+      e.properties = spi::get_text(r, 13);
+    }
+  });
+  return b;
+}
+
+// Seeds the resolver with what the database knows about the batch's identifiers.
+void seed(Resolver& resolver, const IdentityRules& rules, const Batch& b,
+          std::set<int64_t>& known_profiles) {
+  std::vector<std::string> types, values;
+  std::set<std::pair<int, std::string>> wanted;
+  for (auto& e : b.events) {
+    for (auto& id : rules.extract(e)) wanted.insert({id.type, id.value});
+    if (e.type == MessageType::Alias && !e.previous_id.empty())
+      for (const char* name : {"user_id", "anonymous_id"})
+        if (int t = rules.find(name); t >= 0)
+          if (auto v = rules.normalise(t, e.previous_id)) wanted.insert({t, *v});
+  }
+  for (auto& [t, v] : wanted) {
+    types.push_back(rules.types()[t].name);
+    values.push_back(v);
+  }
+  std::vector<std::string> limited;
+  for (auto& t : rules.types())
+    if (t.limit > 0) limited.push_back(t.name);
+  struct Row {
+    std::string type, value;
+    int64_t profile;
+    Micros first_seen;
+  };
+  std::vector<Row> rows;
+  struct ProfileRow {
+    int64_t id;
+    int merges, identifiers;
+    bool flagged;
+  };
+  std::vector<ProfileRow> profiles;
+  call([&] {
+    uint64 n = spi::exec(
+        "with found as (select i.* from cdp.identities i"
+        "   join unnest($1::text[], $2::text[]) k(type, value) using (type, value))"
+        " select type, value, profile_id, first_seen from found"
+        " union all"
+        " select i.type, i.value, i.profile_id, i.first_seen from cdp.identities i"
+        "  where i.profile_id in (select profile_id from found) and i.type = any($3)"
+        "    and (i.type, i.value) not in (select type, value from found)",
+        {spi::text_array(types), spi::text_array(values), spi::text_array(limited)},
+        SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++)
+      rows.push_back({spi::get_text(r, 1), spi::get_text(r, 2), spi::get_int8(r, 3), spi::get_timestamptz(r, 4)});
+  });
+  std::vector<int64_t> ids;
+  for (auto& r : rows) known_profiles.insert(r.profile);
+  ids.assign(known_profiles.begin(), known_profiles.end());
+  call([&] {
+    uint64 n = spi::exec(
+        "select profile_id, merge_count, identifier_count, flagged from cdp.profiles where profile_id = any($1)",
+        {spi::int8_array(ids)}, SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++)
+      profiles.push_back({spi::get_int8(r, 1), spi::get_int4(r, 2), spi::get_int4(r, 3), spi::get_bool(r, 4)});
+  });
+  for (auto& p : profiles) resolver.add_profile(p.id, p.merges, p.identifiers, p.flagged);
+  for (auto& r : rows)
+    if (int t = rules.find(r.type); t >= 0) resolver.add_identity({t, r.value}, r.profile, r.first_seen);
+}
+
+struct ProfileAgg {
+  TraitSet traits;
+  Micros first_seen = INT64_MAX, last_seen = INT64_MIN;
+  int64_t events = 0;
+  int merges = 0;
+  bool flagged = false;
+  void seen(Micros t) {
+    first_seen = std::min(first_seen, t);
+    last_seen = std::max(last_seen, t);
+  }
+};
+
+// Processes one batch inside the caller's transaction; returns events processed.
+int64_t process_batch(int limit, bool from_worker) {
+  Batch b = read_events(limit, from_worker);
+  if (b.events.empty()) return 0;
+  IdentityRules rules = load_identity_rules();
+  TraitRules trait_rules = load_trait_rules();
+
+  int64_t next_temp = 0;
+  Resolver resolver(rules, [&] { return --next_temp; });  // new profiles get temporary negative ids
+  std::set<int64_t> known;
+  seed(resolver, rules, b, known);
+  std::vector<Decision> decisions;
+  decisions.reserve(b.events.size());
+  for (auto& e : b.events) decisions.push_back(resolver.resolve(e));
+
+  // Real ids for the new profiles.
+  std::unordered_map<int64_t, int64_t> real;
+  std::vector<int64_t> fresh;
+  call([&] {
+    uint64 n = spi::exec("select nextval('cdp.profile_id_seq') from generate_series(1, $1)",
+                         {spi::int8(-next_temp)}, SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++) fresh.push_back(spi::get_int8(r, 1));
+  });
+  for (int64_t t = -1; t >= next_temp; t--) real[t] = fresh[static_cast<size_t>(-t - 1)];
+  auto id_of = [&](int64_t p) { return p < 0 ? real.at(p) : p; };
+  auto final_of = [&](int64_t p) { return id_of(resolver.canonical(p)); };
+
+  // Existing profiles touched: their rows fold into their survivors.
+  std::vector<int64_t> existing(known.begin(), known.end());
+  std::map<int64_t, ProfileAgg> agg;
+  struct Loaded {
+    int64_t id;
+    std::string traits, sources;
+    Micros first, last;
+    int64_t events;
+    int merges;
+    bool flagged;
+  };
+  std::vector<Loaded> loaded;
+  call([&] {
+    uint64 n = spi::exec(
+        "select profile_id, traits::text, trait_sources::text, first_seen, last_seen, event_count,"
+        " merge_count, flagged from cdp.profiles where profile_id = any($1)",
+        {spi::int8_array(existing)}, SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++)
+      loaded.push_back({spi::get_int8(r, 1), spi::get_text(r, 2), spi::get_text(r, 3),
+                        spi::get_timestamptz(r, 4), spi::get_timestamptz(r, 5), spi::get_int8(r, 6),
+                        spi::get_int4(r, 7), spi::get_bool(r, 8)});
+  });
+  std::vector<int64_t> merged_away, merged_into;
+  for (auto& l : loaded) {
+    ProfileAgg& a = agg[final_of(l.id)];
+    trait_rules.fold_set(a.traits, TraitSet::from_json(l.traits, l.sources));
+    if (l.first != 0) a.seen(l.first);
+    if (l.last != 0) a.seen(l.last);
+    a.events += l.events;
+    a.merges += l.merges;
+    a.flagged |= l.flagged;
+    if (final_of(l.id) != l.id) {
+      merged_away.push_back(l.id);
+      merged_into.push_back(final_of(l.id));
+    }
+  }
+
+  // Per event: binding, traits, merges, new identifiers, refusals, accounts.
+  std::vector<int64_t> ep_event, ep_profile;
+  std::vector<std::string> id_type, id_value;
+  std::vector<int64_t> id_profile, id_origin, id_event;
+  std::vector<Micros> id_seen;
+  std::vector<int64_t> m_from, m_into, m_event;
+  std::vector<std::string> m_ids;
+  std::vector<int64_t> r_event, r_profile, r_other;
+  std::vector<std::string> r_type, r_value, r_rule;
+  std::map<std::string, TraitSet> accounts;
+  std::map<std::string, std::pair<Micros, Micros>> account_seen;
+  std::vector<int64_t> pa_profile;
+  std::vector<std::string> pa_group;
+  std::vector<Micros> pa_seen;
+  for (size_t i = 0; i < b.events.size(); i++) {
+    const EventFacts& e = b.events[i];
+    const Decision& d = decisions[i];
+    for (auto& m : d.merges) {
+      m_from.push_back(id_of(m.from));
+      m_into.push_back(id_of(m.into));
+      m_event.push_back(e.id);
+      m_ids.push_back(rules.to_json(rules.extract(e)));
+      agg[final_of(m.into)].merges++;
+      if (m.from < 0) continue;  // a profile made in this batch: nothing stored to move yet
+    }
+    for (auto& r : d.refusals) {
+      r_event.push_back(e.id);
+      r_profile.push_back(id_of(r.profile));
+      r_other.push_back(r.other_profile ? id_of(r.other_profile) : 0);
+      r_type.push_back(rules.types()[r.identifier.type].name);
+      r_value.push_back(r.identifier.value);
+      r_rule.push_back(r.rule);
+    }
+    if (d.profile == 0) continue;  // every identifier blocked: bound to no one
+    int64_t bound = id_of(d.profile);
+    ProfileAgg& a = agg[final_of(d.profile)];
+    a.events++;
+    a.seen(e.timestamp);
+    a.flagged |= d.flagged;
+    trait_rules.fold_event(a.traits, e);
+    ep_event.push_back(e.id);
+    ep_profile.push_back(bound);
+    for (auto& id : d.attached) {
+      id_type.push_back(rules.types()[id.type].name);
+      id_value.push_back(id.value);
+      id_profile.push_back(final_of(d.profile));
+      id_origin.push_back(bound);
+      id_event.push_back(e.id);
+      id_seen.push_back(e.timestamp);
+    }
+    if (e.type == MessageType::Group && !e.group_id.empty()) {
+      trait_rules.fold_event(accounts[e.group_id], e, true);
+      auto& seen = account_seen.try_emplace(e.group_id, e.timestamp, e.timestamp).first->second;
+      seen.first = std::min(seen.first, e.timestamp);
+      seen.second = std::max(seen.second, e.timestamp);
+      pa_profile.push_back(bound);
+      pa_group.push_back(e.group_id);
+      pa_seen.push_back(e.timestamp);
+    }
+  }
+  // Profiles made in this batch and merged away in it still need a map row.
+  std::vector<int64_t> new_ids, new_canonical;
+  for (auto& [temp, id] : real) {
+    new_ids.push_back(id);
+    new_canonical.push_back(final_of(temp));
+  }
+  std::vector<int64_t> p_id, p_events;
+  std::vector<std::string> p_traits, p_sources;
+  std::vector<Micros> p_first, p_last;
+  std::vector<int> p_merges;
+  std::vector<bool> p_flagged;
+  for (auto& [id, a] : agg) {
+    p_id.push_back(id);
+    p_traits.push_back(a.traits.traits_json());
+    p_sources.push_back(a.traits.meta_json());
+    p_first.push_back(a.first_seen == INT64_MAX ? 0 : a.first_seen);
+    p_last.push_back(a.last_seen == INT64_MIN ? 0 : a.last_seen);
+    p_events.push_back(a.events);
+    p_merges.push_back(a.merges);
+    p_flagged.push_back(a.flagged);
+  }
+  // Accounts already stored fold in too, so their traits merge by the same rules.
+  std::vector<std::string> groups;
+  for (auto& [group, set] : accounts) groups.push_back(group);
+  std::vector<std::array<std::string, 3>> stored;
+  std::vector<std::pair<Micros, Micros>> stored_seen;
+  call([&] {
+    uint64 n = spi::exec("select group_id, traits::text, trait_sources::text, first_seen, last_seen"
+                         " from cdp.accounts where group_id = any($1)",
+                         {spi::text_array(groups)}, SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++) {
+      stored.push_back({spi::get_text(r, 1), spi::get_text(r, 2), spi::get_text(r, 3)});
+      stored_seen.push_back({spi::get_timestamptz(r, 4), spi::get_timestamptz(r, 5)});
+    }
+  });
+  for (size_t i = 0; i < stored.size(); i++) {
+    trait_rules.fold_set(accounts[stored[i][0]], TraitSet::from_json(stored[i][1], stored[i][2]));
+    auto& seen = account_seen[stored[i][0]];
+    seen.first = std::min(seen.first, stored_seen[i].first);
+    seen.second = std::max(seen.second, stored_seen[i].second);
+  }
+  std::vector<std::string> acc_id, acc_traits, acc_sources;
+  std::vector<Micros> acc_first, acc_last;
+  for (auto& [group, set] : accounts) {
+    acc_id.push_back(group);
+    acc_traits.push_back(set.traits_json());
+    acc_sources.push_back(set.meta_json());
+    acc_first.push_back(account_seen[group].first);
+    acc_last.push_back(account_seen[group].second);
+  }
+
+  call([&] {
+    spi::exec("insert into cdp.profile_map (profile_id, canonical_id) select * from unnest($1::int8[], $2::int8[])",
+              {spi::int8_array(new_ids), spi::int8_array(new_canonical)}, SPI_OK_INSERT);
+    spi::exec("update cdp.profile_map m set canonical_id = x.c from unnest($1::int8[], $2::int8[]) x(p, c)"
+              " where m.canonical_id = x.p",
+              {spi::int8_array(merged_away), spi::int8_array(merged_into)}, SPI_OK_UPDATE);
+    spi::exec("update cdp.identities i set profile_id = x.c from unnest($1::int8[], $2::int8[]) x(p, c)"
+              " where i.profile_id = x.p",
+              {spi::int8_array(merged_away), spi::int8_array(merged_into)}, SPI_OK_UPDATE);
+    spi::exec("delete from cdp.profiles where profile_id = any($1)",
+              {spi::int8_array(merged_away)}, SPI_OK_DELETE);
+    spi::exec("insert into cdp.identities (type, value, profile_id, origin_profile, event_id, first_seen)"
+              " select * from unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[])",
+              {spi::text_array(id_type), spi::text_array(id_value), spi::int8_array(id_profile),
+                           spi::int8_array(id_origin), spi::int8_array(id_event), spi::timestamptz_array(id_seen)},
+              SPI_OK_INSERT);
+    spi::exec("insert into cdp.profile_merges (from_profile, into_profile, event_id, identifiers)"
+              " select f, t, e, i::jsonb from unnest($1::int8[], $2::int8[], $3::int8[], $4::text[]) x(f, t, e, i)",
+              {spi::int8_array(m_from), spi::int8_array(m_into), spi::int8_array(m_event),
+                           spi::text_array(m_ids)},
+              SPI_OK_INSERT);
+    spi::exec("insert into cdp.profiles as p (profile_id, traits, trait_sources, first_seen, last_seen,"
+              " event_count, merge_count, flagged, identifier_count)"
+              " select id, t::jsonb, s::jsonb, nullif(f, 'epoch'), nullif(l, 'epoch'), ev, mg, fl,"
+              "   (select count(*) from cdp.identities i where i.profile_id = x.id)"
+              "   from unnest($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],"
+              "               $6::int8[], $7::int4[], $8::bool[]) x(id, t, s, f, l, ev, mg, fl)"
+              " on conflict (profile_id) do update set traits = excluded.traits,"
+              "   trait_sources = excluded.trait_sources, first_seen = excluded.first_seen,"
+              "   last_seen = excluded.last_seen, event_count = excluded.event_count,"
+              "   merge_count = excluded.merge_count, flagged = excluded.flagged,"
+              "   identifier_count = excluded.identifier_count, updated_at = now()",
+              {spi::int8_array(p_id), spi::text_array(p_traits), spi::text_array(p_sources),
+                           spi::timestamptz_array(p_first), spi::timestamptz_array(p_last),
+                           spi::int8_array(p_events), spi::int4_array(p_merges), spi::bool_array(p_flagged)},
+              SPI_OK_INSERT);
+    spi::exec("insert into cdp.event_profiles (event_id, profile_id) select * from unnest($1::int8[], $2::int8[])"
+              " on conflict do nothing",
+              {spi::int8_array(ep_event), spi::int8_array(ep_profile)}, SPI_OK_INSERT);
+    spi::exec("insert into cdp.identity_refusals (event_id, profile_id, other_profile, type, value, rule)"
+              " select e, p, nullif(o, 0), t, v, r from unnest($1::int8[], $2::int8[], $3::int8[], $4::text[],"
+              " $5::text[], $6::text[]) x(e, p, o, t, v, r)",
+              {spi::int8_array(r_event), spi::int8_array(r_profile), spi::int8_array(r_other),
+                           spi::text_array(r_type), spi::text_array(r_value), spi::text_array(r_rule)},
+              SPI_OK_INSERT);
+    spi::exec("insert into cdp.accounts as a (group_id, traits, trait_sources, first_seen, last_seen)"
+              " select g, t::jsonb, s::jsonb, f, l from unnest($1::text[], $2::text[], $3::text[],"
+              " $4::timestamptz[], $5::timestamptz[]) x(g, t, s, f, l)"
+              " on conflict (group_id) do update set traits = excluded.traits,"
+              "   trait_sources = excluded.trait_sources, first_seen = excluded.first_seen,"
+              "   last_seen = excluded.last_seen",
+              {spi::text_array(acc_id), spi::text_array(acc_traits), spi::text_array(acc_sources),
+                           spi::timestamptz_array(acc_first), spi::timestamptz_array(acc_last)},
+              SPI_OK_INSERT);
+    spi::exec("insert into cdp.profile_accounts (profile_id, group_id, first_seen)"
+              " select * from unnest($1::int8[], $2::text[], $3::timestamptz[]) on conflict do nothing",
+              {spi::int8_array(pa_profile), spi::text_array(pa_group), spi::timestamptz_array(pa_seen)},
+              SPI_OK_INSERT);
+    spi::exec("update cdp.processor_state set cursor_txid = $1::xid8, cursor_event = $2,"
+              " processed_total = processed_total + $3, last_batch = $3, last_run_at = now()",
+              {spi::str(b.txids.back()), spi::int8(b.events.back().id),
+                           spi::int4(static_cast<int>(b.events.size()))},
+              SPI_OK_UPDATE);
+  });
+  return static_cast<int64_t>(b.events.size());
+}
+
+}  // namespace
+}  // namespace cdp::pg
+
+namespace cdp::pg {
+namespace {
+
+// Runs batches until none is left (or until `max_batches`); each batch is a
+// subtransaction-free unit inside the caller's transaction.
+int64_t process_all(int max_batches) {
+  int64_t total = 0;
+  for (int i = 0; i < max_batches; i++) {
+    int64_t n = process_batch(batch_size, false);
+    total += n;
+    if (n < batch_size) break;
+  }
+  return total;
+}
+
+void on_sigterm(SIGNAL_ARGS) {
+  int save = errno;
+  shutdown_requested = true;
+  SetLatch(MyLatch);
+  errno = save;
+}
+
+void forget_procno(int, Datum) {
+  if (shared && shared->procno == MyProc->pgprocno) shared->procno = -1;
+}
+
+// One transaction: a batch. Errors roll it back and are logged; the worker
+// goes on (a persistent error is retried after a pause, never crash-looped).
+bool run_one_batch() {
+  int64_t n = 0;
+  try {
+    bool installed = false;
+    call([&] {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      installed = OidIsValid(get_extension_oid("cdp", true));
+      CommitTransactionCommand();
+    });
+    if (!installed) return false;  // waiting for CREATE EXTENSION cdp
+    call([] {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+      PushActiveSnapshot(GetTransactionSnapshot());
+      pgstat_report_activity(STATE_RUNNING, "cdp processor: processing events");
+    });
+    n = process_batch(batch_size, true);
+    call([] {
+      SPI_finish();
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+      pgstat_report_stat(false);
+      pgstat_report_activity(STATE_IDLE, nullptr);
+    });
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    call([&] {
+      AbortCurrentTransaction();
+      ereport(LOG, (errmsg("cdp processor: batch failed, will retry: %s", message.c_str())));
+    });
+    return false;
+  }
+  return n >= batch_size;  // more waiting
+}
+
+// Partitions ahead and the dedup window, once a minute: without this nothing
+// would trim cdp.message_ids when only the SQL API is used.
+void run_maintenance() {
+  try {
+    call([] {
+      SetCurrentStatementStartTimestamp();
+      StartTransactionCommand();
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+      PushActiveSnapshot(GetTransactionSnapshot());
+      if (OidIsValid(get_extension_oid("cdp", true))) spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT);
+      SPI_finish();
+      PopActiveSnapshot();
+      CommitTransactionCommand();
+    });
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    call([&] {
+      AbortCurrentTransaction();
+      ereport(LOG, (errmsg("cdp processor: maintenance failed: %s", message.c_str())));
+    });
+  }
+}
+
+void worker_loop() {
+  TimestampTz last_maintenance = 0;
+  while (!shutdown_requested) {
+    if (GetCurrentTimestamp() - last_maintenance > 60 * USECS_PER_SEC) {
+      run_maintenance();
+      last_maintenance = GetCurrentTimestamp();
+    }
+    bool more = true;
+    bool ok = true;
+    while (more && ok && !shutdown_requested) {
+      more = run_one_batch();
+      CHECK_FOR_INTERRUPTS();
+    }
+    int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
+    (void)rc;
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+    if (ConfigReloadPending) {
+      ConfigReloadPending = false;
+      ProcessConfigFile(PGC_SIGHUP);
+    }
+  }
+}
+
+}  // namespace
+
+void note_events_written() {
+  if (!callback_registered) {
+    RegisterXactCallback(on_xact, nullptr);
+    callback_registered = true;
+  }
+  wake_on_commit = true;
+}
+
+void define_processor_gucs() {
+  DefineCustomBoolVariable("cdp.processor_enabled", "Run the processor background worker.",
+                           "Without it, call cdp.process_pending() to process events.",
+                           &processor_enabled, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.processor_batch_size", "Most events the processor handles in one transaction.",
+                          nullptr, &batch_size, 2000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.max_merges_per_profile",
+                          "Guard rail: a profile that would pass this many merges takes no more and is flagged.",
+                          nullptr, &max_merges, 100, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.max_identifiers_per_profile",
+                          "Guard rail: a profile that would pass this many identifiers takes no more and is flagged.",
+                          nullptr, &max_identifiers, 1000, 1, 10000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+}
+
+void register_processor() {
+  prev_request = shmem_request_hook;
+  shmem_request_hook = request_shmem;
+  prev_startup = shmem_startup_hook;
+  shmem_startup_hook = startup_shmem;
+  if (!processor_enabled) return;
+  BackgroundWorker w = {};
+  snprintf(w.bgw_name, BGW_MAXLEN, "cdp processor");
+  snprintf(w.bgw_type, BGW_MAXLEN, "cdp processor");
+  snprintf(w.bgw_library_name, BGW_MAXLEN, "cdp");
+  snprintf(w.bgw_function_name, BGW_MAXLEN, "cdp_processor_main");
+  w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+  w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+  w.bgw_restart_time = 2;
+  RegisterBackgroundWorker(&w);
+}
+
+}  // namespace cdp::pg
+
+void cdp_processor_main(Datum) {
+  pqsignal(SIGHUP, SignalHandlerForConfigReload);
+  pqsignal(SIGTERM, cdp::pg::on_sigterm);
+  BackgroundWorkerUnblockSignals();
+  BackgroundWorkerInitializeConnection(cdp::pg::worker_database_name(), nullptr, 0);
+  pgstat_report_appname("cdp processor");
+  cdp::pg::shared->procno = MyProc->pgprocno;
+  before_shmem_exit(cdp::pg::forget_procno, 0);
+  cdp::pg::worker_loop();
+  proc_exit(1);
+}
+
+Datum cdp_process_pending(PG_FUNCTION_ARGS) {
+  return cdp::pg::entry([&] {
+    cdp::pg::call([] {
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+    });
+    int64_t n = cdp::pg::process_all(INT32_MAX);
+    cdp::pg::call([] { SPI_finish(); });
+    PG_RETURN_INT64(n);
+  });
+}
+
+Datum cdp_normalise_identifier(PG_FUNCTION_ARGS) {
+  return cdp::pg::entry([&]() -> Datum {
+    char* type = nullptr;
+    char* value = nullptr;
+    cdp::pg::call([&] {
+      type = text_to_cstring(PG_GETARG_TEXT_PP(0));
+      value = text_to_cstring(PG_GETARG_TEXT_PP(1));
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+    });
+    cdp::IdentityRules rules = cdp::pg::load_identity_rules();
+    cdp::pg::call([] { SPI_finish(); });
+    int t = rules.find(type);
+    if (t < 0) throw cdp::Error(cdp::ErrorKind::InvalidInput, "type", std::string("\"") + type + "\" is not an identifier type");
+    auto v = rules.normalise(t, value);
+    if (!v) PG_RETURN_NULL();
+    text* result = nullptr;
+    cdp::pg::call([&] { result = cstring_to_text_with_len(v->data(), v->size()); });
+    PG_RETURN_TEXT_P(result);
+  });
+}

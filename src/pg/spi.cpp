@@ -1,0 +1,148 @@
+#include "pg/spi.hpp"
+
+#include <unordered_map>
+
+#include "pg/clock.hpp"
+
+extern "C" {
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+}
+
+namespace cdp::pg::spi {
+namespace {
+
+Datum array(Datum* values, bool* nulls, int n, Oid elem) {
+  int16 len;
+  bool byval;
+  char align;
+  get_typlenbyvalalign(elem, &len, &byval, &align);
+  int dims[1] = {n}, lbs[1] = {1};
+  return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, elem, len, byval, align));
+}
+
+template <class T, class F>
+Arg make_array(const std::vector<T>& v, Oid array_type, Oid elem, F to_datum, bool empty_is_null = false) {
+  int n = static_cast<int>(v.size());
+  Datum* values = static_cast<Datum*>(palloc(sizeof(Datum) * (n + 1)));
+  bool* nulls = static_cast<bool*>(palloc0(sizeof(bool) * (n + 1)));
+  for (int i = 0; i < n; i++) {
+    if constexpr (std::is_same_v<T, std::string>) {
+      nulls[i] = empty_is_null && v[i].empty();
+      if (nulls[i]) continue;
+    }
+    values[i] = to_datum(v[i]);
+  }
+  return {array_type, array(values, nulls, n, elem), false};
+}
+
+struct Plan {
+  SPIPlanPtr plan;
+  std::vector<Oid> types;
+};
+std::unordered_map<const char*, Plan>& plans() {
+  static std::unordered_map<const char*, Plan> p;
+  return p;
+}
+
+SPIPlanPtr plan_for(const char* sql, const Arg* args, int nargs) {
+  auto& cache = plans();
+  auto it = cache.find(sql);
+  if (it != cache.end()) {
+    bool same = static_cast<int>(it->second.types.size()) == nargs;
+    for (int i = 0; same && i < nargs; i++) same = it->second.types[i] == args[i].type;
+    if (same) return it->second.plan;
+    SPI_freeplan(it->second.plan);
+    cache.erase(it);
+  }
+  Oid types[64];
+  for (int i = 0; i < nargs; i++) types[i] = args[i].type;
+  SPIPlanPtr p = SPI_prepare(sql, nargs, types);
+  if (!p) elog(ERROR, "cdp: could not prepare: %s", SPI_result_code_string(SPI_result));
+  SPI_keepplan(p);
+  cache[sql] = Plan{p, std::vector<Oid>(types, types + nargs)};
+  return p;
+}
+
+}  // namespace
+
+Arg str(const std::string& s) {
+  if (s.empty()) return {TEXTOID, 0, true};
+  return {TEXTOID, PointerGetDatum(cstring_to_text_with_len(s.data(), s.size())), false};
+}
+Arg int8(int64_t v) { return {INT8OID, Int64GetDatum(v), false}; }
+Arg int4(int v) { return {INT4OID, Int32GetDatum(v), false}; }
+Arg timestamptz(Micros t) { return {TIMESTAMPTZOID, TimestampTzGetDatum(to_pg(t)), false}; }
+
+Arg text_array(const std::vector<std::string>& v, bool empty_is_null) {
+  return make_array(v, TEXTARRAYOID, TEXTOID, [](const std::string& s) {
+    return PointerGetDatum(cstring_to_text_with_len(s.data(), s.size()));
+  }, empty_is_null);
+}
+Arg int8_array(const std::vector<int64_t>& v) {
+  return make_array(v, INT8ARRAYOID, INT8OID, [](int64_t x) { return Int64GetDatum(x); });
+}
+Arg int4_array(const std::vector<int>& v) {
+  return make_array(v, INT4ARRAYOID, INT4OID, [](int x) { return Int32GetDatum(x); });
+}
+Arg timestamptz_array(const std::vector<Micros>& v) {
+  return make_array(v, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, [](Micros t) { return TimestampTzGetDatum(to_pg(t)); });
+}
+Arg bool_array(const std::vector<bool>& v) {
+  return make_array(v, BOOLARRAYOID, BOOLOID, [](bool b) { return BoolGetDatum(b); });
+}
+
+uint64 exec(const char* sql, const Arg* args, int nargs, int expected) {
+  SPIPlanPtr p = plan_for(sql, args, nargs);
+  Datum values[64];
+  char nulls[64];
+  for (int i = 0; i < nargs; i++) {
+    values[i] = args[i].value;
+    nulls[i] = args[i].isnull ? 'n' : ' ';
+  }
+  int rc = SPI_execute_plan(p, values, nulls, false, 0);
+  if (rc != expected) elog(ERROR, "cdp: statement failed (%s): %s", SPI_result_code_string(rc), sql);
+  return SPI_processed;
+}
+
+uint64 exec(const char* sql, int expected) { return exec(sql, nullptr, 0, expected); }
+
+static Datum value(uint64 row, int col, bool* isnull) {
+  return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+int64_t get_int8(uint64 row, int col, int64_t if_null) {
+  bool n;
+  Datum d = value(row, col, &n);
+  return n ? if_null : DatumGetInt64(d);
+}
+int get_int4(uint64 row, int col, int if_null) {
+  bool n;
+  Datum d = value(row, col, &n);
+  return n ? if_null : DatumGetInt32(d);
+}
+bool get_bool(uint64 row, int col) {
+  bool n;
+  Datum d = value(row, col, &n);
+  return !n && DatumGetBool(d);
+}
+bool is_null(uint64 row, int col) {
+  bool n;
+  value(row, col, &n);
+  return n;
+}
+std::string get_text(uint64 row, int col) {
+  bool n;
+  Datum d = value(row, col, &n);
+  if (n) return {};
+  auto* t = reinterpret_cast<::text*>(PG_DETOAST_DATUM_PACKED(d));
+  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+Micros get_timestamptz(uint64 row, int col) {
+  bool n;
+  Datum d = value(row, col, &n);
+  return n ? 0 : from_pg(DatumGetTimestampTz(d));
+}
+
+}  // namespace cdp::pg::spi

@@ -1,0 +1,49 @@
+// SPI helpers for set-based statements with array parameters. Every function
+// here calls Postgres and must run inside pg::call (it may ereport).
+#pragma once
+extern "C" {
+#include "postgres.h"
+#include "executor/spi.h"
+}
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "core/timestamp.hpp"
+
+namespace cdp::pg::spi {
+
+struct Arg {
+  Oid type;
+  Datum value;
+  bool isnull;
+};
+
+Arg str(const std::string& s);  // text; empty string: NULL
+Arg int8(int64_t v);
+Arg int4(int v);
+Arg timestamptz(Micros t);
+Arg text_array(const std::vector<std::string>& v, bool empty_is_null = false);
+Arg int8_array(const std::vector<int64_t>& v);
+Arg int4_array(const std::vector<int>& v);
+Arg timestamptz_array(const std::vector<Micros>& v);
+Arg bool_array(const std::vector<bool>& v);
+
+// Runs `sql` (a string literal: its address keys a plan kept for the backend's
+// life) and checks the result code. Returns SPI_processed.
+uint64 exec(const char* sql, const Arg* args, int nargs, int expected);
+inline uint64 exec(const char* sql, std::initializer_list<Arg> args, int expected) {
+  return exec(sql, args.begin(), static_cast<int>(args.size()), expected);
+}
+uint64 exec(const char* sql, int expected);
+
+// Result access for the last statement.
+int64_t get_int8(uint64 row, int col, int64_t if_null = 0);
+int get_int4(uint64 row, int col, int if_null = 0);
+bool get_bool(uint64 row, int col);
+bool is_null(uint64 row, int col);
+std::string get_text(uint64 row, int col);  // NULL: empty
+Micros get_timestamptz(uint64 row, int col);
+
+}  // namespace cdp::pg::spi
