@@ -10,6 +10,8 @@ DATA = $(wildcard sql/cdp--*.sql)
 # pg_regress suites: sql/<name>.sql against expected/<name>.out, in this order.
 REGRESS = schema sources ingest validation dedup typed partitions identity
 REGRESS_OPTS = --load-extension=cdp
+# Isolation specs (specs/<name>.spec): concurrent sessions racing.
+ISOLATION = processor_order
 
 PG_CONFIG ?= pg_config
 # C++20; -Werror unless CDP_WERROR=0. No LLVM bitcode: it would need clang to

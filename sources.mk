@@ -25,4 +25,5 @@ PG_SOURCES = \
 	src/pg/ingest.cpp \
 	src/pg/http_worker.cpp \
 	src/pg/spi.cpp \
+	src/pg/worker.cpp \
 	src/pg/processor.cpp

@@ -17,6 +17,10 @@
 #      cdp.http_max_queue_messages = 2000, sampling the HTTP worker's RSS every
 #      second. Prints peak RSS and the 503 answers (each must carry Retry-After).
 #
+# a) and b) run with the processor worker off (cdp.processor_enabled = off, see
+# bench/lib.sh): the baselines only insert, and the processor has its own
+# benchmark. One more /v1/track run (a') and c) have it on, as in production.
+#
 # Usage: bench/http.sh            (after `cmake --build build` and `make install`;
 #                                  ./dev bench does both, then runs bench/run)
 # Environment: CDP_PEERS (default ../shared/peers from the project folder),
@@ -35,7 +39,7 @@ source "$ROOT/bench/lib.sh"
 PEERS=${CDP_PEERS:-$ROOT/../shared/peers}
 DURATION=${CDP_BENCH_DURATION:-15}
 OVERLOAD_DURATION=${CDP_BENCH_OVERLOAD_DURATION:-20}
-WARMUP=3
+WARMUP=2
 BATCH=100
 BATCH_CONNECTIONS=32
 NODE_WORKERS=${CDP_BENCH_NODE_WORKERS:-2}
@@ -319,8 +323,15 @@ overload_run() {
 }
 
 echo
+echo "a') /v1/track again with the processor worker on too (it resolves identities and folds traits of"
+echo "   every event on the same cores; the collector's own figures above are without it, like the baseline)"
+restart_cdp "cdp.http_workers = 1" "cdp.processor_enabled = on"
+track_run "cdp (http_workers = 1, processor on)" "$CDP_URL" cdp.events "$WORK/track_cdp_proc.txt"
+PROC_RPS=$TRACK_RPS PROC_P50=$TRACK_P50 PROC_P99=$TRACK_P99
+
+echo
 echo "c) HTTP worker memory under sustained overload: /v1/batch x $BATCH events on 256 connections for ${OVERLOAD_DURATION}s"
-restart_cdp "cdp.http_workers = 1"
+echo "   (processor on: everything at its default)"
 overload_run "default settings (cdp.http_max_queue_messages = 50000)"
 DEF_PEAK=$OVER_PEAK_RSS DEF_ANON=$OVER_PEAK_ANON DEF_503=$OVER_503 DEF_OK=$OVER_OK
 restart_cdp "cdp.http_max_queue_messages = 2000"
@@ -356,6 +367,7 @@ batch_line() { # LABEL CDP BASE
 }
 track_line "/v1/track, http_workers = 1" "$CDP1_RPS" "$NODE_RPS" "http_workers=1" "$CDP1_P50" "$CDP1_P99"
 track_line "/v1/track, http_workers = 2" "$CDP2_RPS" "$NODE_RPS" "http_workers=2" "$CDP2_P50" "$CDP2_P99"
+track_line "/v1/track, processor on" "$PROC_RPS" "$NODE_RPS" "http_workers=1, processor on" "$PROC_P50" "$PROC_P99"
 printf '  %-34s p50 %s / p99 %s ms (workers=1), %s / %s ms (workers=2); node-collector %s / %s ms\n' \
   "/v1/track latency" "$CDP1_P50" "$CDP1_P99" "$CDP2_P50" "$CDP2_P99" "$NODE_P50" "$NODE_P99"
 batch_line "/v1/batch, http_workers = 1" "$CDP1_BATCH" "$PLAIN1" "http_workers=1" "1 conn"

@@ -5,19 +5,25 @@
 BENCH_PG_PORT_FROM=${CDP_BENCH_PG_PORT:-57000}
 BENCH_HTTP_PORT_FROM=${CDP_BENCH_HTTP_PORT:-19000}
 
-# bench_cluster_up VAR: a throwaway cluster in /tmp with cdp preloaded, database
-# cdp and the extension created; its folder is stored in VAR.
+# bench_cluster_up VAR [SETTING...]: a throwaway cluster in /tmp with cdp
+# preloaded, database cdp and the extension created; its folder is stored in
+# VAR. The processor worker is off unless CDP_BENCH_PROCESSOR=on: the
+# collection benchmarks measure collection, as their baselines only insert
+# (the processor has its own benchmark). SETTINGs ("name = value") come last.
 bench_cluster_up() {
   local var=$1 dir
+  shift
   dir=$(mktemp -d /tmp/cdp-bench.XXXXXX)
   chmod 755 "$dir"
   printf -v "$var" '%s' "$dir"
   init_cluster "$dir" "$(free_port "$BENCH_PG_PORT_FROM")" "$(free_port "$BENCH_HTTP_PORT_FROM")"
   # Benchmarks are about the collector, not about checkpoints mid-run.
-  cat >>"$dir/data/postgresql.conf" <<EOF
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-EOF
+  {
+    echo "max_wal_size = 4GB"
+    echo "checkpoint_timeout = 30min"
+    echo "cdp.processor_enabled = ${CDP_BENCH_PROCESSOR:-off}"
+    [ $# = 0 ] || printf '%s\n' "$@"
+  } | as_cluster_user tee -a "$dir/data/postgresql.conf" >/dev/null
   start_cluster "$dir"
   cluster_psql "$dir" postgres -c "create database cdp"
   cluster_psql "$dir" cdp -c "create extension cdp"
@@ -47,9 +53,9 @@ bench_pg_env() {
   echo "PGHOST=$dir PGPORT=$(cat "$dir/port") PGUSER=$(cluster_user) PGDATABASE=cdp"
 }
 
-# bench_summary WHAT CDP BASELINE RATIO TARGET: one row of bench/run's final
-# table, appended to $CDP_BENCH_SUMMARY when bench/run collects them.
+# bench_summary WHAT CDP BASELINE RATIO TARGET [MET]: one row of bench/run's
+# final table, appended to $CDP_BENCH_SUMMARY when bench/run collects them.
 bench_summary() {
   [ -n "${CDP_BENCH_SUMMARY:-}" ] || return 0
-  printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$CDP_BENCH_SUMMARY"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${6:--}" >>"$CDP_BENCH_SUMMARY"
 }

@@ -169,13 +169,15 @@ declare
   lo timestamptz;
   part text;
 begin
-  -- Serialise creators: two sessions racing at midnight must not both create.
-  perform pg_advisory_xact_lock(hashtext('cdp.ensure_partitions'));
   for d in 0 .. days_ahead loop
     lo := day0 + make_interval(days => d);
     part := 'events_' || to_char(lo at time zone 'UTC', 'YYYYMMDD');
     if to_regclass('cdp.' || part) is null then
-      execute format('create table cdp.%I partition of cdp.events for values from (%L) to (%L)',
+      -- Serialise creators (two sessions racing at midnight), but only when one
+      -- is missing: the lock is held to commit and would stall other writers.
+      perform pg_advisory_xact_lock(hashtext('cdp.ensure_partitions'));
+      -- "if not exists": the session we waited for may have just created it.
+      execute format('create table if not exists cdp.%I partition of cdp.events for values from (%L) to (%L)',
                      part, lo, lo + interval '1 day');
     end if;
   end loop;
@@ -485,6 +487,14 @@ create function cdp.process_pending() returns bigint
 as 'MODULE_PATHNAME', 'cdp_process_pending' language c volatile;
 comment on function cdp.process_pending() is 'Processes every event committed so far (identities, profiles, traits) and returns how many. Safe to run beside the processor worker: they take turns.';
 
+create function cdp.unmerge(merge_id bigint) returns bigint
+as 'MODULE_PATHNAME', 'cdp_unmerge' language c volatile strict;
+comment on function cdp.unmerge(bigint) is 'Splits a bad merge apart: the merged-away profile gets back its identifiers, events and traits. Returns its profile id. To stop the same identifiers merging them again, block the bridging value in cdp.identifier_types.';
+
+create function cdp.rebuild_identities() returns bigint
+as 'MODULE_PATHNAME', 'cdp_rebuild_identities' language c volatile;
+comment on function cdp.rebuild_identities() is 'Rebuilds identities, profiles, traits and accounts from the events table in one pass (same rules and results as incremental processing). Returns the events processed.';
+
 create function cdp.canonical_profile(profile_id bigint) returns bigint
 language sql stable strict parallel safe
 as $$ select canonical_id from cdp.profile_map where profile_map.profile_id = canonical_profile.profile_id $$;
@@ -507,8 +517,8 @@ as $$
     'profile_id', p.profile_id, 'traits', p.traits, 'trait_sources', p.trait_sources,
     'first_seen', p.first_seen, 'last_seen', p.last_seen, 'event_count', p.event_count,
     'flagged', p.flagged,
-    'identifiers', (select jsonb_agg(jsonb_build_object('type', i.type, 'value', i.value, 'first_seen', i.first_seen)
-                                     order by i.type, i.value) from cdp.identities i where i.profile_id = p.profile_id),
+    'identifiers', (select coalesce(jsonb_agg(jsonb_build_object('type', i.type, 'value', i.value, 'first_seen', i.first_seen)
+                                     order by i.type, i.value), '[]') from cdp.identities i where i.profile_id = p.profile_id),
     'accounts', coalesce((select jsonb_agg(distinct pa.group_id) from cdp.profile_accounts pa
                   join cdp.profile_map m on m.profile_id = pa.profile_id where m.canonical_id = p.profile_id), '[]'),
     'merged_profiles', coalesce((select jsonb_agg(m.profile_id order by m.profile_id) from cdp.profile_map m

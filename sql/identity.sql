@@ -101,6 +101,37 @@ select cdp.profile('user_id', 'u-ada')->'accounts' as accounts;
 select jsonb_pretty(cdp.profile('email', 'ADA@example.com') - 'first_seen' - 'last_seen' - 'profile_id' - 'trait_sources'
   - 'identifiers' - 'merged_profiles') as profile;
 
+-- 8. Rebuilding everything from the events table gives the same people and traits.
+create temp view people as
+  select i.type, i.value, p.traits,
+         (select string_agg(o.type || ':' || o.value, ' ' order by o.type, o.value)
+            from cdp.identities o where o.profile_id = i.profile_id) as same_person_as
+    from cdp.identities i join cdp.profiles p using (profile_id);
+create temp table incremental as select * from people;
+set client_min_messages = warning;  -- (it reports the graph's size in a NOTICE)
+select cdp.rebuild_identities() as rebuilt;
+reset client_min_messages;
+select count(*) as differences from ((table incremental except table people) union all (table people except table incremental)) d;
+
+-- 9. Unmerge splits a bad merge apart and restores the before-state.
+select cdp.identify(anonymous_id => 'kiosk-2', traits => '{"plan": "free"}', message_id => 'm1');
+select cdp.process_pending() as processed;
+create temp table before_merge as select * from people;
+select cdp.track('Bridged by mistake', user_id => 'dan', anonymous_id => 'kiosk-2', message_id => 'm2');
+select cdp.process_pending() as processed;
+select merge_id as bad_merge from cdp.profile_merges m join cdp.events e on e.id = m.event_id where e.message_id = 'm2' \gset
+select * from pg_temp.person('anonymous_id', 'kiosk-2');
+select cdp.unmerge(:bad_merge) as restored \gset
+select :restored = cdp.profile_id('anonymous_id', 'kiosk-2') as kiosk_has_its_profile_back,
+       :restored <> cdp.profile_id('user_id', 'dan') as apart_from_dan;
+select count(*) as differences from ((table before_merge except table people) union all (table people except table before_merge)) d;
+select unmerged_at is not null as marked_undone from cdp.profile_merges where merge_id = :bad_merge;
+-- Events bound to the split-off profile follow it again.
+select e.message_id, e.profile_id = cdp.profile_id('anonymous_id', 'kiosk-2') as kiosk
+  from cdp.events_resolved e where e.message_id in ('m1', 'm2') order by 1;
+select cdp.unmerge(:bad_merge);
+select cdp.unmerge(999999);
+
 -- Processing is idempotent: nothing is left, nothing is done twice.
 select cdp.process_pending() as processed;
 select events_pending, processed_total from cdp.processor_stats;

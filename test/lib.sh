@@ -29,10 +29,11 @@ ensure_deps() {
 # Builds the extension (PGXS) and the core with its tests (CMake), installs the extension.
 build_all() {
   log "building cdp"
-  make -s -j"$(nproc)" >/dev/null
-  as_root make -s install >/dev/null
-  cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$ROOT/build" -j"$(nproc)" >/dev/null
+  # Explicit returns: callers test this function, which switches off set -e inside it.
+  make -s -j"$(nproc)" >/dev/null || return 1
+  as_root make -s install >/dev/null || return 1
+  cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || return 1
+  cmake --build "$ROOT/build" -j"$(nproc)" >/dev/null || return 1
 }
 
 # initdb refuses to run as root: clusters then belong to the postgres user.

@@ -230,11 +230,11 @@ void Resolver::add_identity(const Identifier& id, int64_t profile, Micros first_
   uint32_t root = find(node_of(profile));
   if (!identities_.try_emplace({id.type, id.value}, Seen{root, first_seen}).second) return;
   if (rules_.types()[id.type].limit > 0)
-    limited_[uint64_t(root) << 8 | uint64_t(id.type)].push_back(first_seen);
+    limited_[uint64_t(root) << 16 | uint64_t(id.type)].push_back(first_seen);
 }
 
 int Resolver::count_in_window(uint32_t root, int type, Micros now) {
-  auto it = limited_.find(uint64_t(root) << 8 | uint64_t(type));
+  auto it = limited_.find(uint64_t(root) << 16 | uint64_t(type));
   if (it == limited_.end()) return 0;
   Micros window = rules_.types()[type].window;
   if (window == 0) return static_cast<int>(it->second.size());
@@ -271,11 +271,11 @@ uint32_t Resolver::unite(uint32_t into, uint32_t from) {
   nodes_[big].flagged = nodes_[into].flagged || nodes_[from].flagged;
   nodes_[big].canonical = survivor;
   for (size_t t = 0; t < rules_.types().size(); t++) {
-    auto it = limited_.find(uint64_t(small) << 8 | t);
+    auto it = limited_.find(uint64_t(small) << 16 | t);
     if (it == limited_.end()) continue;
-    auto& dst = limited_[uint64_t(big) << 8 | t];
+    auto& dst = limited_[uint64_t(big) << 16 | t];
     dst.insert(dst.end(), it->second.begin(), it->second.end());
-    limited_.erase(uint64_t(small) << 8 | t);
+    limited_.erase(uint64_t(small) << 16 | t);
   }
   return big;
 }
@@ -294,11 +294,11 @@ Decision Resolver::resolve(const EventFacts& e) {
       auto v = rules_.normalise(t, e.previous_id);
       if (!v) continue;
       Identifier cand{t, *v};
-      if (!prev) prev = cand;
       if (identities_.count({t, *v})) {
         prev = cand;
         break;
       }
+      prev = cand;  // known as neither: the last candidate, the anonymous_id, stands
     }
     if (prev && std::find(ids.begin(), ids.end(), *prev) == ids.end()) ids.push_back(*prev);
   }
@@ -338,7 +338,7 @@ Decision Resolver::resolve(const EventFacts& e) {
                              : merge_blocker(root, other, e.timestamp);
       if (blocker) {
         d.refusals.push_back({nodes_[root].canonical, nodes_[other].canonical, id, *blocker});
-        if (blocker->rfind("profile", 0) == 0) nodes_[root].flagged = d.flagged = true;
+        if (blocker->rfind("profile would pass", 0) == 0) nodes_[root].flagged = d.flagged = true;
         refused = true;
         continue;
       }
@@ -366,7 +366,7 @@ Decision Resolver::resolve(const EventFacts& e) {
     }
     identities_.emplace(std::pair{id.type, id.value}, Seen{root, e.timestamp});
     nodes_[root].identifiers++;
-    if (t.limit > 0) limited_[uint64_t(root) << 8 | uint64_t(id.type)].push_back(e.timestamp);
+    if (t.limit > 0) limited_[uint64_t(root) << 16 | uint64_t(id.type)].push_back(e.timestamp);
     d.attached.push_back(id);
   }
   d.profile = nodes_[root].canonical;

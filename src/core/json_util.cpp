@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
 #include <rapidjson/encodedstream.h>
 #include <rapidjson/memorystream.h>
@@ -146,9 +147,10 @@ std::optional<std::string> find_nul(const rapidjson::Value& v, const std::string
 // Input is validated UTF-8, so the only bytes ED A0..ED BF (a surrogate's
 // encoding) come from a decoded \u escape.
 static bool surrogate_bytes(const rapidjson::Value& s) {
-  const unsigned char* p = reinterpret_cast<const unsigned char*>(s.GetString());
-  for (rapidjson::SizeType i = 0; i + 1 < s.GetStringLength(); i++)
-    if (p[i] == 0xED && p[i + 1] >= 0xA0) return true;
+  const char* p = s.GetString();
+  const char* end = p + s.GetStringLength();
+  while ((p = static_cast<const char*>(std::memchr(p, 0xED, end - p))) && ++p < end)
+    if (static_cast<unsigned char>(*p) >= 0xA0) return true;
   return false;
 }
 

@@ -276,7 +276,13 @@ MessageOutcome validate_message(const Value& msg, const MessageContext& ctx) {
 }
 
 std::string new_message_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  // Seeded with 256 bits: with one 32-bit seed, two processes could share a
+  // sequence and their events would be taken for duplicates.
+  thread_local std::mt19937_64 rng = [] {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seq);
+  }();
   uint64_t hi = rng(), lo = rng();
   hi = (hi & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
   lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant

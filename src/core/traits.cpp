@@ -1,6 +1,7 @@
 #include "core/traits.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 
 #include <rapidjson/stringbuffer.h>
@@ -36,6 +37,15 @@ std::optional<int> compare_values(const std::string& a, const std::string& b) {
   return std::nullopt;
 }
 
+// For max/min, values of kinds that do not compare with each other: numbers
+// beat strings, strings beat the rest (objects, arrays, booleans, null), so
+// that the winner does not depend on the order the values arrive in.
+int kind_rank(const std::string& json) {
+  rapidjson::Document d;
+  d.Parse(json.data(), json.size());
+  return d.HasParseError() ? 0 : d.IsNumber() ? 2 : d.IsString() ? 1 : 0;
+}
+
 int rank(const std::vector<int>& priority, int source) {
   auto it = std::find(priority.begin(), priority.end(), source);
   return it == priority.end() ? static_cast<int>(priority.size()) : static_cast<int>(it - priority.begin());
@@ -50,7 +60,11 @@ bool wins(const TraitValue& candidate, const TraitValue& current, const TraitRul
     case TraitStrategy::Max:
     case TraitStrategy::Min: {
       auto c = compare_values(candidate.json, current.json);
-      if (!c || *c == 0) return newer(candidate, current);
+      if (!c) {
+        int a = kind_rank(candidate.json), b = kind_rank(current.json);
+        return a != b ? a > b : newer(candidate, current);
+      }
+      if (*c == 0) return newer(candidate, current);
       return s == TraitStrategy::Max ? *c > 0 : *c < 0;
     }
     case TraitStrategy::SourcePriority: {
@@ -104,8 +118,12 @@ std::string TraitSet::meta_json() const {
     w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
     w.StartObject();
     w.Key("at");
-    std::string at = format_iso8601(v.ts);
-    w.String(at.data(), static_cast<rapidjson::SizeType>(at.size()));
+    if (v.ts == INT64_MIN) {  // unknown (from_json without meta): stays unknown
+      w.Null();
+    } else {
+      std::string at = format_iso8601(v.ts);
+      w.String(at.data(), static_cast<rapidjson::SizeType>(at.size()));
+    }
     w.Key("source");
     w.Int(v.source);
     w.Key("messageId");

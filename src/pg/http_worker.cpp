@@ -15,6 +15,7 @@
 #include "core/http_server.hpp"
 #include "pg/guard.hpp"
 #include "pg/store.hpp"
+#include "pg/worker.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -61,15 +62,8 @@ HttpMetrics* metrics = nullptr;  // in shared memory, shared by every worker
 shmem_request_hook_type prev_shmem_request = nullptr;
 shmem_startup_hook_type prev_shmem_startup = nullptr;
 
-volatile sig_atomic_t shutdown_requested = false;
 HttpServer* server = nullptr;  // lives for the process; stopped at exit
-
-void on_sigterm(SIGNAL_ARGS) {
-  int save = errno;
-  shutdown_requested = true;
-  SetLatch(MyLatch);
-  errno = save;
-}
+using worker::shutdown_requested;
 
 void request_shmem() {
   if (prev_shmem_request) prev_shmem_request();
@@ -149,34 +143,6 @@ class KeyCache {
 };
 KeyCache* key_cache = nullptr;
 
-void begin_transaction() {
-  call([] {
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
-    PushActiveSnapshot(GetTransactionSnapshot());
-    pgstat_report_activity(STATE_RUNNING, "cdp http: committing events");
-  });
-}
-
-void commit_transaction() {
-  call([] {
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-    pgstat_report_stat(false);
-    pgstat_report_activity(STATE_IDLE, nullptr);
-  });
-}
-
-// After a Postgres error turned into PgError: log it, roll back, carry on.
-void abort_transaction(const char* what, const std::string& message) {
-  call([&] {
-    AbortCurrentTransaction();
-    ereport(LOG, (errmsg("cdp http: %s failed: %s", what, message.c_str())));
-  });
-}
-
 void answer(PendingRequest* r, int status, std::string body, const char* retry_after = nullptr) {
   r->http_status = status;
   r->body = std::move(body);
@@ -188,7 +154,7 @@ void commit_group(std::vector<PendingRequest*>& group) {
   std::vector<Incoming> in;
   std::vector<PendingRequest*> authorized;
   try {
-    begin_transaction();
+    worker::begin("cdp http: committing events");
     Micros latest = 0;
     for (PendingRequest* r : group) {
       int source = key_cache->lookup(r->write_key);
@@ -202,7 +168,7 @@ void commit_group(std::vector<PendingRequest*>& group) {
     }
     if (!in.empty()) ensure_partition_for(to_pg(latest));
     std::vector<MessageStatus> statuses = in.empty() ? std::vector<MessageStatus>() : store_messages(in);
-    commit_transaction();
+    worker::commit();
     size_t at = 0;
     uint64_t counts[3] = {0, 0, 0};
     for (PendingRequest* r : authorized) {
@@ -216,7 +182,7 @@ void commit_group(std::vector<PendingRequest*>& group) {
     server->set_healthy(true);
   } catch (const std::exception& e) {  // PgError, or a bug: either way nothing was committed
     std::string message = e.what();
-    abort_transaction("commit", message);
+    worker::abort("cdp http: commit", message);
     for (PendingRequest* r : group)
       answer(r, 503, error_response("could not store events, retry later"), "1");
     server->set_healthy(false);
@@ -239,14 +205,11 @@ void drain(size_t max_messages) {
 bool extension_ready() {
   bool ready = false;
   try {
-    call([&] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      ready = OidIsValid(get_extension_oid("cdp", true));
-      CommitTransactionCommand();
-    });
-  } catch (const PgError& e) {
-    abort_transaction("extension check", e.what());
+    worker::begin("cdp http: checking the extension");
+    ready = worker::extension_installed();
+    worker::commit();
+  } catch (const std::exception& e) {
+    worker::abort("cdp http: extension check", e.what());
   }
   return ready;
 }
@@ -385,9 +348,7 @@ std::string http_metrics_text() { return metrics ? metrics->render() : std::stri
 }  // namespace cdp::pg
 
 void cdp_http_worker_main(Datum arg) {
-  pqsignal(SIGHUP, SignalHandlerForConfigReload);
-  pqsignal(SIGTERM, cdp::pg::on_sigterm);
-  BackgroundWorkerUnblockSignals();
+  cdp::pg::worker::install_signals();
   BackgroundWorkerInitializeConnection(cdp::pg::worker_database, nullptr, 0);
   pgstat_report_appname("cdp http");
   cdp::pg::worker_main(DatumGetInt32(arg));

@@ -17,6 +17,7 @@
 #include "core/traits.hpp"
 #include "pg/guard.hpp"
 #include "pg/spi.hpp"
+#include "pg/worker.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -41,6 +42,8 @@ extern "C" {
 PGDLLEXPORT void cdp_processor_main(Datum arg);
 PG_FUNCTION_INFO_V1(cdp_process_pending);
 PG_FUNCTION_INFO_V1(cdp_normalise_identifier);
+PG_FUNCTION_INFO_V1(cdp_unmerge);
+PG_FUNCTION_INFO_V1(cdp_rebuild_identities);
 }
 
 namespace cdp::pg {
@@ -61,7 +64,9 @@ shmem_request_hook_type prev_request = nullptr;
 shmem_startup_hook_type prev_startup = nullptr;
 bool wake_on_commit = false;
 bool callback_registered = false;
-volatile sig_atomic_t shutdown_requested = false;
+using worker::shutdown_requested;
+// Size of the last batch's identity graph, reported by cdp.rebuild_identities().
+size_t last_graph_identities = 0, last_graph_bytes = 0;
 
 void request_shmem() {
   if (prev_request) prev_request();
@@ -91,6 +96,7 @@ void on_xact(XactEvent event, void*) {
 
 IdentityRules load_identity_rules() {
   std::vector<IdentifierType> types;
+  std::vector<std::string> paths, values, patterns;  // arrays as JSON text, parsed below
   call([&] {
     uint64 n = spi::exec(
         "select type, array_to_json(paths)::text, normalise, coalesce(max_per_profile, 0),"
@@ -102,24 +108,14 @@ IdentityRules load_identity_rules() {
       IdentifierType t;
       t.name = spi::get_text(r, 1);
       t.normalise = parse_normalise(spi::get_text(r, 3)).value_or(Normalise::None);
-      t.limit = static_cast<int>(spi::get_int4(r, 4));
+      t.limit = spi::get_int4(r, 4);
       t.window = spi::get_int8(r, 5);
       t.priority = spi::get_int4(r, 6);
       t.default_country_code = spi::get_text(r, 9);
       types.push_back(std::move(t));
-    }
-  });
-  // Arrays come as JSON text; parse them outside Postgres calls.
-  std::vector<std::string> paths, values, patterns;
-  call([&] {
-    uint64 n = spi::exec(
-        "select array_to_json(paths)::text, array_to_json(blocked_values)::text,"
-        " array_to_json(blocked_patterns)::text from cdp.identifier_types order by priority, type",
-        SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) {
-      paths.push_back(spi::get_text(r, 1));
-      values.push_back(spi::get_text(r, 2));
-      patterns.push_back(spi::get_text(r, 3));
+      paths.push_back(spi::get_text(r, 2));
+      values.push_back(spi::get_text(r, 7));
+      patterns.push_back(spi::get_text(r, 8));
     }
   });
   auto list = [](const std::string& json) {
@@ -130,7 +126,7 @@ IdentityRules load_identity_rules() {
         if (v.IsString()) out.emplace_back(v.GetString(), v.GetStringLength());
     return out;
   };
-  for (size_t i = 0; i < types.size() && i < paths.size(); i++) {
+  for (size_t i = 0; i < types.size(); i++) {
     types[i].paths = list(paths[i]);
     types[i].blocked_values = list(values[i]);
     types[i].blocked_patterns = list(patterns[i]);
@@ -175,20 +171,21 @@ Batch read_events(int limit, bool from_worker) {
   Batch b;
   call([&] {
     spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
-    if (from_worker) {
-      spi::exec("select paused from cdp.processor_state", SPI_OK_SELECT);
-      if (spi::get_bool(0, 1)) return;
-    }
+    spi::exec("select paused, cursor_txid::text, cursor_event, pg_snapshot_xmin(pg_current_snapshot())::text"
+              " from cdp.processor_state", SPI_OK_SELECT);
+    if (from_worker && spi::get_bool(0, 1)) return;
+    std::string cursor_txid = spi::get_text(0, 2), xmin = spi::get_text(0, 4);
+    int64_t cursor_event = spi::get_int8(0, 3);
+    // The cursor goes in as parameters, so that it bounds the index scan.
     uint64 n = spi::exec(
         "select e.id, e.txid::text, e.type, e.source_id, e.message_id, coalesce(e.user_id, ''),"
         " coalesce(e.anonymous_id, ''), coalesce(e.previous_id, ''), coalesce(e.group_id, ''),"
         " e.\"timestamp\", coalesce(e.traits::text, ''), coalesce(e.context::text, ''),"
         " coalesce(e.properties::text, '')"
-        " from cdp.events e, cdp.processor_state s"
-        " where (e.txid, e.id) > (s.cursor_txid, s.cursor_event)"
-        "   and e.txid < pg_snapshot_xmin(pg_current_snapshot())"
+        " from cdp.events e"
+        " where (e.txid, e.id) > ($2::xid8, $3) and e.txid < $4::xid8"
         " order by e.txid, e.id limit $1",
-        {spi::int4(limit)}, SPI_OK_SELECT);
+        {spi::int4(limit), spi::str(cursor_txid), spi::int8(cursor_event), spi::str(xmin)}, SPI_OK_SELECT);
     b.events.resize(n);
     b.txids.resize(n);
     for (uint64 r = 0; r < n; r++) {
@@ -247,10 +244,10 @@ void seed(Resolver& resolver, const IdentityRules& rules, const Batch& b,
         "with found as (select i.* from cdp.identities i"
         "   join unnest($1::text[], $2::text[]) k(type, value) using (type, value))"
         " select type, value, profile_id, first_seen from found"
-        " union all"
+        " union"  // array_position, not = any(): keeps the planner on the profile index
         " select i.type, i.value, i.profile_id, i.first_seen from cdp.identities i"
-        "  where i.profile_id in (select profile_id from found) and i.type = any($3)"
-        "    and (i.type, i.value) not in (select type, value from found)",
+        "  where i.profile_id in (select profile_id from found)"
+        "    and array_position($3::text[], i.type) is not null",
         {spi::text_array(types), spi::text_array(values), spi::text_array(limited)},
         SPI_OK_SELECT);
     for (uint64 r = 0; r < n; r++)
@@ -284,9 +281,21 @@ struct ProfileAgg {
 };
 
 // Processes one batch inside the caller's transaction; returns events processed.
+// Logs how long each phase of a batch took (log_min_messages = debug1).
+struct PhaseClock {
+  TimestampTz at = GetCurrentTimestamp();
+  void mark(const char* phase) {
+    TimestampTz now = GetCurrentTimestamp();
+    elog(DEBUG1, "cdp processor: %s took %.1f ms", phase, (now - at) / 1000.0);
+    at = now;
+  }
+};
+
 int64_t process_batch(int limit, bool from_worker) {
+  PhaseClock clock;
   Batch b = read_events(limit, from_worker);
   if (b.events.empty()) return 0;
+  call([&] { clock.mark("read events"); });
   IdentityRules rules = load_identity_rules();
   TraitRules trait_rules = load_trait_rules();
 
@@ -296,7 +305,11 @@ int64_t process_batch(int limit, bool from_worker) {
   seed(resolver, rules, b, known);
   std::vector<Decision> decisions;
   decisions.reserve(b.events.size());
+  call([&] { clock.mark("rules and seed"); });
   for (auto& e : b.events) decisions.push_back(resolver.resolve(e));
+  call([&] { clock.mark("resolve"); });
+  last_graph_identities = resolver.identity_count();
+  last_graph_bytes = resolver.memory_bytes();
 
   // Real ids for the new profiles.
   std::unordered_map<int64_t, int64_t> real;
@@ -370,7 +383,6 @@ int64_t process_batch(int limit, bool from_worker) {
       m_event.push_back(e.id);
       m_ids.push_back(rules.to_json(rules.extract(e)));
       agg[final_of(m.into)].merges++;
-      if (m.from < 0) continue;  // a profile made in this batch: nothing stored to move yet
     }
     for (auto& r : d.refusals) {
       r_event.push_back(e.id);
@@ -397,7 +409,7 @@ int64_t process_batch(int limit, bool from_worker) {
       id_event.push_back(e.id);
       id_seen.push_back(e.timestamp);
     }
-    if (e.type == MessageType::Group && !e.group_id.empty()) {
+    if (e.type == MessageType::Group && !e.group_id.empty() && e.group_id.size() <= kMaxIdentifierBytes) {
       trait_rules.fold_event(accounts[e.group_id], e, true);
       auto& seen = account_seen.try_emplace(e.group_id, e.timestamp, e.timestamp).first->second;
       seen.first = std::min(seen.first, e.timestamp);
@@ -448,6 +460,7 @@ int64_t process_batch(int limit, bool from_worker) {
     seen.first = std::min(seen.first, stored_seen[i].first);
     seen.second = std::max(seen.second, stored_seen[i].second);
   }
+  call([&] { clock.mark("fold traits"); });
   std::vector<std::string> acc_id, acc_traits, acc_sources;
   std::vector<Micros> acc_first, acc_last;
   for (auto& [group, set] : accounts) {
@@ -517,12 +530,136 @@ int64_t process_batch(int limit, bool from_worker) {
               {spi::int8_array(pa_profile), spi::text_array(pa_group), spi::timestamptz_array(pa_seen)},
               SPI_OK_INSERT);
     spi::exec("update cdp.processor_state set cursor_txid = $1::xid8, cursor_event = $2,"
-              " processed_total = processed_total + $3, last_batch = $3, last_run_at = now()",
+              " processed_total = processed_total + $3, last_batch = $3, last_run_at = clock_timestamp()",
               {spi::str(b.txids.back()), spi::int8(b.events.back().id),
                            spi::int4(static_cast<int>(b.events.size()))},
               SPI_OK_UPDATE);
   });
+  call([&] { clock.mark("write"); });
   return static_cast<int64_t>(b.events.size());
+}
+
+// Recomputes traits and counters of the given surviving profiles from every
+// event bound to them (through cdp.profile_map), as if processed afresh.
+void refold(const std::vector<int64_t>& profiles) {
+  TraitRules trait_rules = load_trait_rules();
+  std::map<int64_t, ProfileAgg> agg;
+  for (int64_t p : profiles) agg[p];
+  std::vector<std::pair<int64_t, EventFacts>> events;
+  call([&] {
+    uint64 n = spi::exec(
+        "select m.canonical_id, e.id, e.type, e.source_id, e.message_id, e.\"timestamp\","
+        " coalesce(e.traits::text, ''), coalesce(e.context::text, ''), coalesce(e.properties::text, '')"
+        " from cdp.event_profiles ep join cdp.profile_map m on m.profile_id = ep.profile_id"
+        " join cdp.events e on e.id = ep.event_id where m.canonical_id = any($1)",
+        {spi::int8_array(profiles)}, SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++) {
+      EventFacts e;
+      e.id = spi::get_int8(r, 2);
+      e.type = parse_message_type(spi::get_text(r, 3)).value_or(MessageType::Track);
+      e.source_id = spi::get_int4(r, 4);
+      e.message_id = spi::get_text(r, 5);
+      e.timestamp = spi::get_timestamptz(r, 6);
+      e.traits = spi::get_text(r, 7);
+      e.context = spi::get_text(r, 8);
+      e.properties = spi::get_text(r, 9);
+      events.emplace_back(spi::get_int8(r, 1), std::move(e));
+    }
+  });
+  for (auto& [p, e] : events) {
+    ProfileAgg& a = agg[p];
+    a.events++;
+    a.seen(e.timestamp);
+    trait_rules.fold_event(a.traits, e);
+  }
+  std::vector<int64_t> ids, counts;
+  std::vector<std::string> traits, sources;
+  std::vector<Micros> first, last;
+  for (auto& [p, a] : agg) {
+    ids.push_back(p);
+    traits.push_back(a.traits.traits_json());
+    sources.push_back(a.traits.meta_json());
+    first.push_back(a.first_seen == INT64_MAX ? 0 : a.first_seen);
+    last.push_back(a.last_seen == INT64_MIN ? 0 : a.last_seen);
+    counts.push_back(a.events);
+  }
+  call([&] {
+    spi::exec("insert into cdp.profiles as p (profile_id, traits, trait_sources, first_seen, last_seen, event_count)"
+              " select id, t::jsonb, s::jsonb, nullif(f, 'epoch'), nullif(l, 'epoch'), c"
+              " from unnest($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int8[])"
+              "   x(id, t, s, f, l, c)"
+              " on conflict (profile_id) do update set traits = excluded.traits,"
+              "   trait_sources = excluded.trait_sources, first_seen = excluded.first_seen,"
+              "   last_seen = excluded.last_seen, event_count = excluded.event_count, updated_at = now()",
+              {spi::int8_array(ids), spi::text_array(traits), spi::text_array(sources),
+               spi::timestamptz_array(first), spi::timestamptz_array(last), spi::int8_array(counts)},
+              SPI_OK_INSERT);
+    spi::exec("update cdp.profiles p set"
+              " identifier_count = (select count(*) from cdp.identities i where i.profile_id = p.profile_id),"
+              " merge_count = (select count(*) from cdp.profile_merges pm join cdp.profile_map m"
+              "   on m.profile_id = pm.into_profile where m.canonical_id = p.profile_id and pm.unmerged_at is null)"
+              " where profile_id = any($1)",
+              {spi::int8_array(ids)}, SPI_OK_UPDATE);
+  });
+}
+
+// Splits merge `merge_id` apart: the merged-away profile (with every profile
+// that had merged into it before) gets back its identifiers, its events
+// (through the map: early binding was never rewritten) and traits from them.
+int64_t unmerge(int64_t merge_id) {
+  int64_t from = 0, survivor = 0;
+  bool found = false, undone = false;
+  call([&] {
+    spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
+    uint64 n = spi::exec("select m.from_profile, cdp.canonical_profile(m.into_profile), m.unmerged_at is not null"
+                         " from cdp.profile_merges m where m.merge_id = $1 for update",
+                         {spi::int8(merge_id)}, SPI_OK_SELECT);
+    if (n == 0) return;
+    found = true;
+    from = spi::get_int8(0, 1);
+    survivor = spi::get_int8(0, 2);
+    undone = spi::get_bool(0, 3);
+  });
+  if (!found) throw Error(ErrorKind::InvalidInput, "merge_id", "no merge " + std::to_string(merge_id));
+  if (undone) throw Error(ErrorKind::InvalidInput, "merge_id", "merge " + std::to_string(merge_id) + " was already undone");
+  call([&] {
+    spi::exec(
+        "with recursive under(p) as ("
+        "  select $1::int8"
+        "  union select pm.from_profile from cdp.profile_merges pm join under u on pm.into_profile = u.p"
+        "   where pm.merge_id < $2 and pm.unmerged_at is null)"
+        ", remap as (update cdp.profile_map set canonical_id = $1 where profile_id in (select p from under) returning 1)"
+        " update cdp.identities set profile_id = $1"
+        "  where profile_id = $3 and origin_profile in (select p from under)",
+        {spi::int8(from), spi::int8(merge_id), spi::int8(survivor)}, SPI_OK_UPDATE);
+    spi::exec("update cdp.profile_merges set unmerged_at = now() where merge_id = $1", {spi::int8(merge_id)},
+              SPI_OK_UPDATE);
+  });
+  refold({from, survivor});
+  return from;
+}
+
+// Rebuilds the whole graph, profiles and traits from the events table in one
+// pass through the same resolver as incremental processing.
+int64_t rebuild() {
+  call([] {
+    spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
+    spi::exec("truncate cdp.identities, cdp.profiles, cdp.profile_map, cdp.profile_merges,"
+              " cdp.identity_refusals, cdp.event_profiles, cdp.accounts, cdp.profile_accounts", SPI_OK_UTILITY);
+    spi::exec("update cdp.processor_state set cursor_txid = '0', cursor_event = 0", SPI_OK_UPDATE);
+  });
+  int64_t total = 0;
+  for (;;) {
+    int64_t n = process_batch(1000000, false);
+    total += n;
+    if (n < 1000000) break;
+  }
+  call([&] {
+    ereport(NOTICE, (errmsg("cdp: identity graph of the last pass: %zu identifiers in %zu bytes (%.1f bytes each)",
+                            last_graph_identities, last_graph_bytes,
+                            last_graph_identities ? double(last_graph_bytes) / last_graph_identities : 0.0)));
+  });
+  return total;
 }
 
 }  // namespace
@@ -543,13 +680,6 @@ int64_t process_all(int max_batches) {
   return total;
 }
 
-void on_sigterm(SIGNAL_ARGS) {
-  int save = errno;
-  shutdown_requested = true;
-  SetLatch(MyLatch);
-  errno = save;
-}
-
 void forget_procno(int, Datum) {
   if (shared && shared->procno == MyProc->pgprocno) shared->procno = -1;
 }
@@ -559,35 +689,11 @@ void forget_procno(int, Datum) {
 bool run_one_batch() {
   int64_t n = 0;
   try {
-    bool installed = false;
-    call([&] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      installed = OidIsValid(get_extension_oid("cdp", true));
-      CommitTransactionCommand();
-    });
-    if (!installed) return false;  // waiting for CREATE EXTENSION cdp
-    call([] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
-      PushActiveSnapshot(GetTransactionSnapshot());
-      pgstat_report_activity(STATE_RUNNING, "cdp processor: processing events");
-    });
-    n = process_batch(batch_size, true);
-    call([] {
-      SPI_finish();
-      PopActiveSnapshot();
-      CommitTransactionCommand();
-      pgstat_report_stat(false);
-      pgstat_report_activity(STATE_IDLE, nullptr);
-    });
+    worker::begin("cdp processor: processing events");
+    if (worker::extension_installed()) n = process_batch(batch_size, true);  // else: not created yet
+    worker::commit();
   } catch (const std::exception& e) {
-    std::string message = e.what();
-    call([&] {
-      AbortCurrentTransaction();
-      ereport(LOG, (errmsg("cdp processor: batch failed, will retry: %s", message.c_str())));
-    });
+    worker::abort("cdp processor: batch (will retry)", e.what());
     return false;
   }
   return n >= batch_size;  // more waiting
@@ -597,35 +703,23 @@ bool run_one_batch() {
 // would trim cdp.message_ids when only the SQL API is used.
 void run_maintenance() {
   try {
-    call([] {
-      SetCurrentStatementStartTimestamp();
-      StartTransactionCommand();
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
-      PushActiveSnapshot(GetTransactionSnapshot());
-      if (OidIsValid(get_extension_oid("cdp", true))) spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT);
-      SPI_finish();
-      PopActiveSnapshot();
-      CommitTransactionCommand();
-    });
+    worker::begin("cdp processor: maintenance");
+    if (worker::extension_installed()) call([] { spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT); });
+    worker::commit();
   } catch (const std::exception& e) {
-    std::string message = e.what();
-    call([&] {
-      AbortCurrentTransaction();
-      ereport(LOG, (errmsg("cdp processor: maintenance failed: %s", message.c_str())));
-    });
+    worker::abort("cdp processor: maintenance", e.what());
   }
 }
 
 void worker_loop() {
   TimestampTz last_maintenance = 0;
   while (!shutdown_requested) {
-    if (GetCurrentTimestamp() - last_maintenance > 60 * USECS_PER_SEC) {
-      run_maintenance();
-      last_maintenance = GetCurrentTimestamp();
-    }
     bool more = true;
-    bool ok = true;
-    while (more && ok && !shutdown_requested) {
+    while (more && !shutdown_requested) {
+      if (GetCurrentTimestamp() - last_maintenance > 60 * USECS_PER_SEC) {  // even under a backlog
+        run_maintenance();
+        last_maintenance = GetCurrentTimestamp();
+      }
       more = run_one_batch();
       CHECK_FOR_INTERRUPTS();
     }
@@ -684,9 +778,7 @@ void register_processor() {
 }  // namespace cdp::pg
 
 void cdp_processor_main(Datum) {
-  pqsignal(SIGHUP, SignalHandlerForConfigReload);
-  pqsignal(SIGTERM, cdp::pg::on_sigterm);
-  BackgroundWorkerUnblockSignals();
+  cdp::pg::worker::install_signals();
   BackgroundWorkerInitializeConnection(cdp::pg::worker_database_name(), nullptr, 0);
   pgstat_report_appname("cdp processor");
   cdp::pg::shared->procno = MyProc->pgprocno;
@@ -724,5 +816,28 @@ Datum cdp_normalise_identifier(PG_FUNCTION_ARGS) {
     text* result = nullptr;
     cdp::pg::call([&] { result = cstring_to_text_with_len(v->data(), v->size()); });
     PG_RETURN_TEXT_P(result);
+  });
+}
+
+Datum cdp_unmerge(PG_FUNCTION_ARGS) {
+  return cdp::pg::entry([&] {
+    int64_t merge_id = PG_GETARG_INT64(0);
+    cdp::pg::call([] {
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+    });
+    int64_t restored = cdp::pg::unmerge(merge_id);
+    cdp::pg::call([] { SPI_finish(); });
+    PG_RETURN_INT64(restored);
+  });
+}
+
+Datum cdp_rebuild_identities(PG_FUNCTION_ARGS) {
+  return cdp::pg::entry([&] {
+    cdp::pg::call([] {
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+    });
+    int64_t n = cdp::pg::rebuild();
+    cdp::pg::call([] { SPI_finish(); });
+    PG_RETURN_INT64(n);
   });
 }

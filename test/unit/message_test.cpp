@@ -90,12 +90,12 @@ TEST(MessageRules, MessageMustBeAnObject) {
 
 // ---------------------------------------------------------------- who
 
-TEST(Identity, UserIdOrAnonymousIdIsRequired) {
+TEST(IdRules, UserIdOrAnonymousIdIsRequired) {
   expect_rejected(validate(R"({"type":"identify"})"), "userId", "userId or anonymousId is required");
   expect_rejected(validate(R"({"type":"identify","traits":{"email":"a@b.c"}})"), "userId");
 }
 
-TEST(Identity, EitherOneIsEnough) {
+TEST(IdRules, EitherOneIsEnough) {
   Event e1 = accepted(validate(R"({"type":"identify","userId":"u1"})"));
   EXPECT_EQ(e1.user_id, "u1");
   EXPECT_EQ(e1.anonymous_id, "");
@@ -104,7 +104,7 @@ TEST(Identity, EitherOneIsEnough) {
   EXPECT_EQ(e2.anonymous_id, "a1");
 }
 
-TEST(Identity, BlankIdsCountAsMissing) {
+TEST(IdRules, BlankIdsCountAsMissing) {
   expect_rejected(validate(R"({"type":"identify","userId":"","anonymousId":"  "})"), "userId");
   expect_rejected(validate(R"({"type":"identify","userId":"\t\n"})"), "userId");
   expect_rejected(validate(R"({"type":"identify","userId":null,"anonymousId":null})"), "userId");
@@ -114,11 +114,11 @@ TEST(Identity, BlankIdsCountAsMissing) {
   EXPECT_EQ(e.anonymous_id, "a1");
 }
 
-TEST(Identity, NonBlankIdsAreKeptVerbatim) {
+TEST(IdRules, NonBlankIdsAreKeptVerbatim) {
   EXPECT_EQ(accepted(validate(R"({"type":"identify","userId":" u1 "})")).user_id, " u1 ");
 }
 
-TEST(Identity, NumberIdsAreNormalisedToText) {
+TEST(IdRules, NumberIdsAreNormalisedToText) {
   EXPECT_EQ(accepted(validate(R"({"type":"identify","userId":42})")).user_id, "42");
   EXPECT_EQ(accepted(validate(R"({"type":"identify","anonymousId":7})")).anonymous_id, "7");
   EXPECT_EQ(accepted(validate(R"({"type":"identify","userId":-3})")).user_id, "-3");
@@ -131,7 +131,7 @@ TEST(Identity, NumberIdsAreNormalisedToText) {
   EXPECT_EQ(accepted(validate(R"({"type":"identify","userId":1.5})")).user_id, "1.5");
 }
 
-TEST(Identity, OtherIdShapesAreRejectedByName) {
+TEST(IdRules, OtherIdShapesAreRejectedByName) {
   expect_rejected(validate(R"({"type":"identify","userId":true})"), "userId",
                   "must be a string or a number");
   expect_rejected(validate(R"({"type":"identify","userId":{"id":1}})"), "userId");
@@ -449,7 +449,7 @@ TEST(Envelope, EmptyEnvelopeObjectsChangeNothing) {
 
 // ---------------------------------------------------------------- limits
 
-TEST(Limits, AMessageOver32KbIsRejectedWithItsRawText) {
+TEST(MessageLimits, AMessageOver32KbIsRejectedWithItsRawText) {
   std::string big(33 * 1024, 'x');
   std::string msg = R"({"type":"track","userId":"u1","event":"x","properties":{"blob":")" + big + "\"}}";
   auto out = validate(msg);
@@ -457,7 +457,7 @@ TEST(Limits, AMessageOver32KbIsRejectedWithItsRawText) {
   EXPECT_EQ(out.rejection.raw, msg) << "nothing silently dropped: the raw text is kept";
 }
 
-TEST(Limits, TheLimitCountsTheMessageNotItsWriteKey) {
+TEST(MessageLimits, TheLimitCountsTheMessageNotItsWriteKey) {
   Limits lim;
   std::string base = R"({"type":"track","userId":"u1","event":"x","properties":{"p":")";
   std::string fill(lim.max_message_bytes - base.size() - 3, 'x');  // exactly at the limit
@@ -470,7 +470,7 @@ TEST(Limits, TheLimitCountsTheMessageNotItsWriteKey) {
   expect_rejected(validate(one_more), "message");
 }
 
-TEST(Limits, AreConfigurable) {
+TEST(MessageLimits, AreConfigurable) {
   MessageContext ctx;
   ctx.limits.max_message_bytes = 64;
   expect_rejected(validate(R"({"type":"track","userId":"u1","event":"a fairly long event name here"})", ctx),
@@ -479,7 +479,7 @@ TEST(Limits, AreConfigurable) {
 
 // ---------------------------------------------------------------- NUL
 
-TEST(Nul, RejectedWithTheJsonPath) {
+TEST(MessageNul, RejectedWithTheJsonPath) {
   expect_rejected(validate(R"({"type":"track","userId":"u1","event":"x",
       "properties":{"items":[{"name":"a"},{"name":"b"},{"name":"c\u0000"}]}})"),
                   "properties.items[2].name", "NUL");
@@ -489,20 +489,20 @@ TEST(Nul, RejectedWithTheJsonPath) {
                   "context.ip", "NUL");
 }
 
-TEST(Nul, AMessageIdWithANulIsNotKeptAsTheRejectionsId) {
+TEST(MessageNul, AMessageIdWithANulIsNotKeptAsTheRejectionsId) {
   auto out = validate(R"({"type":"track","userId":"u1","event":"x","messageId":"m\u0000"})");
   expect_rejected(out, "messageId", "NUL");
   EXPECT_EQ(out.rejection.message_id, "") << "cdp.quarantine.message_id is text";
 }
 
-TEST(Nul, RawTextOfTheRejectionHoldsAnEscapeNotANul) {
+TEST(MessageNul, RawTextOfTheRejectionHoldsAnEscapeNotANul) {
   auto out = validate(R"({"type":"track","userId":"u1","event":"x\u0000"})");
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.rejection.raw.find('\0'), std::string::npos);
   EXPECT_NE(out.rejection.raw.find("\\u0000"), std::string::npos);
 }
 
-TEST(Nul, InABareStringMessageTheFieldIsMessage) {
+TEST(MessageNul, InABareStringMessageTheFieldIsMessage) {
   auto out = validate(R"("a\u0000b")");
   expect_rejected(out, "message", "NUL");
 }

@@ -210,20 +210,20 @@ TEST(Nesting, BracketsInsideStringsDoNotCount) {
 
 // ---------------------------------------------------------------- limits
 
-TEST(Limits, TwoThousandFiveHundredMessagesAreAccepted) {
+TEST(PayloadLimits, TwoThousandFiveHundredMessagesAreAccepted) {
   Payload p = parse(batch_of(2500));
   EXPECT_EQ(p.messages.size(), 2500u);
   EXPECT_EQ(p.accepted(), 2500u);
 }
 
-TEST(Limits, TwoThousandFiveHundredAndOneMessagesAreTooLarge) {
+TEST(PayloadLimits, TwoThousandFiveHundredAndOneMessagesAreTooLarge) {
   Error e = error_of(batch_of(2501));
   EXPECT_EQ(e.kind(), ErrorKind::TooLarge);
   EXPECT_EQ(e.field(), "batch");
   EXPECT_NE(std::string(e.what()).find("2501"), std::string::npos) << e.what();
 }
 
-TEST(Limits, APayloadOf500KbIsAcceptedAndOneByteMoreIsTooLarge) {
+TEST(PayloadLimits, APayloadOf500KbIsAcceptedAndOneByteMoreIsTooLarge) {
   std::string body = batch_of(100);
   ASSERT_LT(body.size(), 500u * 1024);
   body.resize(500 * 1024, ' ');  // trailing whitespace is valid JSON
@@ -235,12 +235,12 @@ TEST(Limits, APayloadOf500KbIsAcceptedAndOneByteMoreIsTooLarge) {
   EXPECT_NE(std::string(e.what()).find("512001 bytes"), std::string::npos) << e.what();
 }
 
-TEST(Limits, SizeIsCheckedBeforeParsing) {
+TEST(PayloadLimits, SizeIsCheckedBeforeParsing) {
   // Not even JSON, but too big is what it is told.
   EXPECT_EQ(error_of(std::string(600 * 1024, '{')).kind(), ErrorKind::TooLarge);
 }
 
-TEST(Limits, A33KbMessageInABatchIsRejectedAndTheOthersAccepted) {
+TEST(PayloadLimits, A33KbMessageInABatchIsRejectedAndTheOthersAccepted) {
   std::string big = R"({"type":"track","userId":"big","event":"x","properties":{"blob":")" +
                     std::string(33 * 1024, 'x') + "\"}}";
   std::string body = R"({"batch":[)" + track(1) + "," + big + "," + track(2) + "]}";
@@ -255,7 +255,7 @@ TEST(Limits, A33KbMessageInABatchIsRejectedAndTheOthersAccepted) {
   EXPECT_EQ(p.accepted(), 2u);
 }
 
-TEST(Limits, LimitsComeFromTheOptions) {
+TEST(PayloadLimits, LimitsComeFromTheOptions) {
   PayloadOptions o = options();
   o.limits.max_batch_messages = 2;
   EXPECT_EQ(error_of(batch_of(3), o).kind(), ErrorKind::TooLarge);
@@ -388,7 +388,7 @@ TEST(BatchEnvelope, SentAtMustBeIso8601) {
 
 // ---------------------------------------------------------------- NUL
 
-TEST(Nul, InABatchMessageRejectsThatMessageWithItsPath) {
+TEST(PayloadNul, InABatchMessageRejectsThatMessageWithItsPath) {
   Payload p = parse(R"({"batch":[
       {"type":"track","userId":"u1","event":"x","properties":{"tags":["ok","bad\u0000"]}},
       {"type":"track","userId":"u2","event":"x"}]})");
@@ -400,7 +400,7 @@ TEST(Nul, InABatchMessageRejectsThatMessageWithItsPath) {
 
 // ---------------------------------------------------------------- messageId
 
-TEST(MessageIds, GeneratedIdsAreUuidV4AndUniqueWithinABatch) {
+TEST(PayloadMessageIds, GeneratedIdsAreUuidV4AndUniqueWithinABatch) {
   const std::regex uuid4("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
   Payload p = parse(batch_of(500));
   std::set<std::string> ids;
@@ -413,7 +413,7 @@ TEST(MessageIds, GeneratedIdsAreUuidV4AndUniqueWithinABatch) {
   EXPECT_EQ(ids.size(), 500u);
 }
 
-TEST(MessageIds, RepeatsWithinABatchAreFlaggedButNotTheFirst) {
+TEST(PayloadMessageIds, RepeatsWithinABatchAreFlaggedButNotTheFirst) {
   Payload p = parse(R"({"batch":[
       {"type":"identify","userId":"u1","messageId":"m1"},
       {"type":"identify","userId":"u2","messageId":"m2"},
@@ -428,14 +428,14 @@ TEST(MessageIds, RepeatsWithinABatchAreFlaggedButNotTheFirst) {
   EXPECT_EQ(p.accepted(), 2u);
 }
 
-TEST(MessageIds, ANumberAndItsTextAreTheSameId) {
+TEST(PayloadMessageIds, ANumberAndItsTextAreTheSameId) {
   Payload p = parse(R"({"batch":[{"type":"identify","userId":"u1","messageId":7},
                                  {"type":"identify","userId":"u1","messageId":"7"}]})");
   EXPECT_FALSE(p.messages[0].duplicate_in_payload);
   EXPECT_TRUE(p.messages[1].duplicate_in_payload);
 }
 
-TEST(MessageIds, ARejectedMessageDoesNotMakeTheNextADuplicate) {
+TEST(PayloadMessageIds, ARejectedMessageDoesNotMakeTheNextADuplicate) {
   Payload p = parse(R"({"batch":[{"type":"track","userId":"u1","messageId":"m1"},
                                  {"type":"track","userId":"u1","messageId":"m1","event":"x"}]})");
   EXPECT_FALSE(p.messages[0].ok());
@@ -446,12 +446,12 @@ TEST(MessageIds, ARejectedMessageDoesNotMakeTheNextADuplicate) {
 
 // ---------------------------------------------------------------- numbers and ids
 
-TEST(Ids, NumberUserIdBecomesText) {
+TEST(PayloadIds, NumberUserIdBecomesText) {
   Payload p = parse(R"({"type":"identify","userId":42})");
   EXPECT_EQ(p.messages[0].event->user_id, "42");
 }
 
-TEST(Ids, BlankIdsCountAsMissing) {
+TEST(PayloadIds, BlankIdsCountAsMissing) {
   Payload p = parse(R"({"type":"identify","userId":"","anonymousId":" "})");
   EXPECT_EQ(p.messages[0].rejection.reason(), "userId: userId or anonymousId is required");
 }

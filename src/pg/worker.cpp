@@ -1,0 +1,67 @@
+#include "pg/worker.hpp"
+
+#include "pg/guard.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "utils/snapmgr.h"
+}
+
+namespace cdp::pg::worker {
+
+volatile sig_atomic_t shutdown_requested = false;
+
+static void on_sigterm(SIGNAL_ARGS) {
+  int save = errno;
+  shutdown_requested = true;
+  SetLatch(MyLatch);
+  errno = save;
+}
+
+void install_signals() {
+  pqsignal(SIGHUP, SignalHandlerForConfigReload);
+  pqsignal(SIGTERM, on_sigterm);
+  BackgroundWorkerUnblockSignals();
+}
+
+void begin(const char* activity) {
+  call([&] {
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+    PushActiveSnapshot(GetTransactionSnapshot());
+    pgstat_report_activity(STATE_RUNNING, activity);
+  });
+}
+
+void commit() {
+  call([] {
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    pgstat_report_stat(false);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+  });
+}
+
+bool extension_installed() {
+  bool installed = false;
+  call([&] { installed = OidIsValid(get_extension_oid("cdp", true)); });
+  return installed;
+}
+
+void abort(const char* who, const std::string& why) {
+  call([&] {
+    AbortCurrentTransaction();
+    ereport(LOG, (errmsg("%s failed: %s", who, why.c_str())));
+  });
+}
+
+}  // namespace cdp::pg::worker

@@ -1,0 +1,27 @@
+// What every cdp background worker shares: signal handling and the
+// transaction bracket around a unit of work.
+#pragma once
+extern "C" {
+#include "postgres.h"
+}
+#include <csignal>
+#include <string>
+
+namespace cdp::pg::worker {
+
+extern volatile sig_atomic_t shutdown_requested;
+
+// SIGHUP: reload flag + latch; SIGTERM: shutdown_requested + latch (the worker
+// finishes what it holds, then exits). Unblocks signals.
+void install_signals();
+
+// Start a transaction with an SPI connection and a snapshot; commit it.
+// Both throw PgError on failure (see guard.hpp).
+void begin(const char* activity);
+void commit();
+// Inside a transaction: whether CREATE EXTENSION cdp has run in this database.
+bool extension_installed();
+// After an exception: roll back whatever is open and log why.
+void abort(const char* who, const std::string& why);
+
+}  // namespace cdp::pg::worker
