@@ -94,7 +94,8 @@ create table cdp.events (
   context            jsonb,
   integrations       jsonb,
   txid               xid8 not null default pg_current_xact_id(),
-  primary key (id, received_at)
+  -- (txid, id) first: the processor's reading order, so one index serves both.
+  primary key (txid, id, received_at)
 ) partition by range (received_at);
 alter sequence cdp.events_id_seq owned by cdp.events.id;
 comment on table cdp.events is 'Every accepted message (track, identify, page, screen, group, alias), partitioned by day of received_at. Partitions are created ahead automatically.';
@@ -119,7 +120,6 @@ comment on column cdp.events.context is 'Context (library, device, ip, page, con
 comment on column cdp.events.integrations is 'Integrations object, with the batch envelope''s merged in.';
 comment on column cdp.events.txid is 'The writing transaction. The processor reads events in (txid, id) order and only from finished transactions, so a late committer is never skipped.';
 
-create index events_txid_idx on cdp.events (txid, id);
 
 -- Deduplication: one row per (source, messageId) seen within the window.
 create table cdp.message_ids (

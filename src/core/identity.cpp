@@ -280,10 +280,11 @@ uint32_t Resolver::unite(uint32_t into, uint32_t from) {
   return big;
 }
 
-Decision Resolver::resolve(const EventFacts& e) {
+Decision Resolver::resolve(const EventFacts& e) { return resolve(e, rules_.extract(e)); }
+
+Decision Resolver::resolve(const EventFacts& e, std::vector<Identifier> ids) {
   Decision d;
   d.event_id = e.id;
-  std::vector<Identifier> ids = rules_.extract(e);
   // alias: previousId names an identifier the person had before; it is the
   // user_id or anonymous_id already known by that value, else an anonymous_id.
   if (e.type == MessageType::Alias && !e.previous_id.empty()) {

@@ -123,6 +123,8 @@ class Resolver {
   void add_identity(const Identifier& id, int64_t profile, Micros first_seen);
 
   Decision resolve(const EventFacts& e);
+  // The same, with the event's identifiers already extracted (rules.extract(e)).
+  Decision resolve(const EventFacts& e, std::vector<Identifier> ids);
 
   int64_t canonical(int64_t profile);
   std::optional<int64_t> lookup(const Identifier& id);

@@ -149,8 +149,9 @@ void answer(PendingRequest* r, int status, std::string body, const char* retry_a
   if (retry_after) r->retry_after = retry_after;
 }
 
-// Writes one group of requests in one transaction and answers each.
-void commit_group(std::vector<PendingRequest*>& group) {
+// Writes one group of requests in one transaction and fills in each answer.
+// Returns false (answers left unset) when the transaction failed.
+bool write_group(const std::vector<PendingRequest*>& group, std::string& failure) {
   std::vector<Incoming> in;
   std::vector<PendingRequest*> authorized;
   try {
@@ -179,14 +180,31 @@ void commit_group(std::vector<PendingRequest*>& group) {
       answer(r, 200, ingest_response(r->payload, mine));
     }
     for (int i = 0; i < 3; i++) metrics->count_events(i, counts[i]);
-    server->set_healthy(true);
+    return true;
   } catch (const std::exception& e) {  // PgError, or a bug: either way nothing was committed
-    std::string message = e.what();
-    worker::abort("cdp http: commit", message);
-    for (PendingRequest* r : group)
-      answer(r, 503, error_response("could not store events, retry later"), "1");
-    server->set_healthy(false);
+    failure = e.what();
+    worker::abort("cdp http: commit", failure);
+    return false;
   }
+}
+
+// Commits a group and answers every request in it. If the group fails, each
+// request is retried alone: one poisoned request, or one whose messageId an
+// open SQL transaction holds (we wait at most lock_timeout), fails by itself
+// instead of taking the whole group down.
+void commit_group(std::vector<PendingRequest*>& group) {
+  std::string failure;
+  bool any_stored = write_group(group, failure);
+  if (!any_stored) {
+    for (PendingRequest* r : group) {
+      if (group.size() > 1 && write_group({r}, failure)) {
+        any_stored = true;
+      } else {
+        answer(r, 503, error_response("could not store events, retry later"), "1");
+      }
+    }
+  }
+  server->set_healthy(any_stored);  // unhealthy only when nothing at all could be stored
   auto done = std::chrono::steady_clock::now();
   for (PendingRequest* r : group) {  // queued -> committed, per request
     metrics->observe_commit(std::chrono::duration<double>(done - r->queued_at).count());
@@ -256,6 +274,8 @@ void worker_main(int index) {
     if (shutdown_requested) proc_exit(1);
     (void)rc;
   }
+  // A messageId held by an open transaction elsewhere must not stall every request.
+  SetConfigOption("lock_timeout", "1000", PGC_SUSET, PGC_S_OVERRIDE);
   key_cache = new KeyCache();
   server = new HttpServer(static_config(), metrics, [] { return from_pg(GetCurrentTimestamp()); });
   server->set_dynamic(dynamic_config());

@@ -210,11 +210,12 @@ Batch read_events(int limit, bool from_worker) {
 
 // Seeds the resolver with what the database knows about the batch's identifiers.
 void seed(Resolver& resolver, const IdentityRules& rules, const Batch& b,
-          std::set<int64_t>& known_profiles) {
+          const std::vector<std::vector<Identifier>>& extracted, std::set<int64_t>& known_profiles) {
   std::vector<std::string> types, values;
   std::set<std::pair<int, std::string>> wanted;
-  for (auto& e : b.events) {
-    for (auto& id : rules.extract(e)) wanted.insert({id.type, id.value});
+  for (size_t i = 0; i < b.events.size(); i++) {
+    const EventFacts& e = b.events[i];
+    for (auto& id : extracted[i]) wanted.insert({id.type, id.value});
     if (e.type == MessageType::Alias && !e.previous_id.empty())
       for (const char* name : {"user_id", "anonymous_id"})
         if (int t = rules.find(name); t >= 0)
@@ -301,12 +302,15 @@ int64_t process_batch(int limit, bool from_worker) {
 
   int64_t next_temp = 0;
   Resolver resolver(rules, [&] { return --next_temp; });  // new profiles get temporary negative ids
+  std::vector<std::vector<Identifier>> extracted;  // once per event: it parses JSON
+  extracted.reserve(b.events.size());
+  for (auto& e : b.events) extracted.push_back(rules.extract(e));
   std::set<int64_t> known;
-  seed(resolver, rules, b, known);
+  seed(resolver, rules, b, extracted, known);
   std::vector<Decision> decisions;
   decisions.reserve(b.events.size());
   call([&] { clock.mark("rules and seed"); });
-  for (auto& e : b.events) decisions.push_back(resolver.resolve(e));
+  for (size_t i = 0; i < b.events.size(); i++) decisions.push_back(resolver.resolve(b.events[i], extracted[i]));
   call([&] { clock.mark("resolve"); });
   last_graph_identities = resolver.identity_count();
   last_graph_bytes = resolver.memory_bytes();
@@ -381,7 +385,7 @@ int64_t process_batch(int limit, bool from_worker) {
       m_from.push_back(id_of(m.from));
       m_into.push_back(id_of(m.into));
       m_event.push_back(e.id);
-      m_ids.push_back(rules.to_json(rules.extract(e)));
+      m_ids.push_back(rules.to_json(extracted[i]));
       agg[final_of(m.into)].merges++;
     }
     for (auto& r : d.refusals) {

@@ -341,6 +341,27 @@ http POST /v1/track -H 'Content-Type: application/json' --data-binary '{"writeKe
 check_eq "revoked key in the body: 401" "$STATUS" 401
 
 ###############################################################################
+section "an open SQL transaction holding a messageId stalls nobody else"
+# Session A ingests hol-1 and stays open for 4 s. The worker waits at most its
+# lock_timeout (1 s) for that row: the request repeating hol-1 gets a 503 (the
+# client retries later), an unrelated request is stored without waiting for A.
+(cluster_psql "$CLUSTER_DIR" cdp -q -c "begin" \
+   -c "select count(*) from cdp.ingest('{\"type\":\"track\",\"userId\":\"u\",\"event\":\"E\",\"messageId\":\"$M-hol-1\"}', '$KEY')" \
+   -c "select pg_sleep(4)" -c "commit" >/dev/null 2>&1 &)
+sleep 0.5
+t0=$(now_ms)
+post /v1/track "{\"userId\":\"u\",\"event\":\"E\",\"messageId\":\"$M-hol-1\"}" >/dev/null
+held_status=$STATUS
+post /v1/track "{\"userId\":\"u\",\"event\":\"E\",\"messageId\":\"$M-hol-2\"}"
+t1=$(now_ms)
+check_eq "the request repeating the held messageId is refused for now" "$held_status" 503
+expect_ok "an unrelated request" 1 0 0
+check_eq "both answered before the open transaction ended (< 3.5 s)" "$(( t1 - t0 < 3500 ))" 1
+sleep 4
+post /v1/track "{\"userId\":\"u\",\"event\":\"E\",\"messageId\":\"$M-hol-1\"}"
+expect_ok "once it committed, the retry is a duplicate" 0 1 0
+check_eq "stored once" "$(copies "$M-hol-1")" 1
+
 section "CORS preflight, /health, /metrics"
 http OPTIONS /v1/track -H 'Origin: https://shop.example.com' -H 'Access-Control-Request-Method: POST' \
   -H 'Access-Control-Request-Headers: content-type, authorization'
