@@ -17,10 +17,12 @@ bench_cluster_up() {
   chmod 755 "$dir"
   printf -v "$var" '%s' "$dir"
   init_cluster "$dir" "$(free_port "$BENCH_PG_PORT_FROM")" "$(free_port "$BENCH_HTTP_PORT_FROM")"
-  # Benchmarks are about the collector, not about checkpoints mid-run.
+  # No checkpoint and no autovacuum lands inside one run and not the other:
+  # the benchmarks checkpoint and truncate between runs themselves.
   {
     echo "max_wal_size = 4GB"
     echo "checkpoint_timeout = 30min"
+    echo "autovacuum = off"
     echo "cdp.processor_enabled = ${CDP_BENCH_PROCESSOR:-off}"
     [ $# = 0 ] || printf '%s\n' "$@"
   } | as_cluster_user tee -a "$dir/data/postgresql.conf" >/dev/null

@@ -128,7 +128,9 @@ create table cdp.message_ids (
   received_at timestamptz not null,
   primary key (source_id, message_id)
 );
-create index message_ids_received_idx on cdp.message_ids (received_at);
+-- BRIN: rows arrive in received_at order, so it costs next to nothing per insert
+-- and still finds the old rows run_maintenance trims.
+create index message_ids_received_idx on cdp.message_ids using brin (received_at);
 comment on table cdp.message_ids is 'Deduplication ledger: every (source, messageId) accepted within the window set by cdp.dedup_window_hours (at least 24). A repeated messageId is reported as duplicate and stored once, whatever its timestamp or partition.';
 comment on column cdp.message_ids.source_id is 'The source that sent the message.';
 comment on column cdp.message_ids.message_id is 'The messageId.';
@@ -325,6 +327,12 @@ select t.type, t.paths, t.normalise, t.max_per_profile, t.priority,
                ('email', array['traits.email', 'context.traits.email'], 'email', 5, 2, ''),
                ('phone', array['traits.phone', 'context.traits.phone'], 'phone', 5, 3, '1'),
                ('anonymous_id', array['anonymousId'], 'none', null, 100, '')) as t(type, paths, normalise, max_per_profile, priority, cc);
+
+create function cdp.check_identifier_types() returns trigger
+as 'MODULE_PATHNAME', 'cdp_check_identifier_types' language c;
+comment on function cdp.check_identifier_types() is 'Trigger: refuses a change to cdp.identifier_types whose rules do not compile (e.g. a bad regular expression), naming the type and pattern.';
+create trigger identifier_types_compile after insert or update on cdp.identifier_types
+  for each statement execute function cdp.check_identifier_types();
 
 create table cdp.trait_rules (
   trait           text primary key,

@@ -52,7 +52,8 @@ select cdp.process_pending() as processed;
 select count(distinct cdp.profile_id('user_id', u)) as strangers_stay_apart
   from unnest(array['x-1', 'x-2', 'x-3', 'x-4', 'x-5', 'x-6']) u;
 select count(*) as blocked_identities from cdp.identities where value in ('test@test.com', 'undefined') or value ~ '^[0-]+$';
--- A DBA can block more.
+-- A DBA can block more; a pattern that is not a valid regular expression is refused.
+update cdp.identifier_types set blocked_patterns = blocked_patterns || '{[unclosed}' where type = 'email';
 update cdp.identifier_types set blocked_values = blocked_values || '{shared-kiosk}' where type = 'anonymous_id';
 select cdp.track('Seen', user_id => 'k-1', anonymous_id => 'shared-kiosk', message_id => 'k1');
 select cdp.track('Seen', user_id => 'k-2', anonymous_id => 'Shared-Kiosk', message_id => 'k2');

@@ -43,6 +43,7 @@ PGDLLEXPORT void cdp_processor_main(Datum arg);
 PG_FUNCTION_INFO_V1(cdp_process_pending);
 PG_FUNCTION_INFO_V1(cdp_normalise_identifier);
 PG_FUNCTION_INFO_V1(cdp_unmerge);
+PG_FUNCTION_INFO_V1(cdp_check_identifier_types);
 PG_FUNCTION_INFO_V1(cdp_rebuild_identities);
 }
 
@@ -843,5 +844,18 @@ Datum cdp_rebuild_identities(PG_FUNCTION_ARGS) {
     int64_t n = cdp::pg::rebuild();
     cdp::pg::call([] { SPI_finish(); });
     PG_RETURN_INT64(n);
+  });
+}
+
+// Statement trigger on cdp.identifier_types: the rules must compile (a bad
+// regular expression would otherwise fail every batch of the processor).
+Datum cdp_check_identifier_types(PG_FUNCTION_ARGS) {
+  return cdp::pg::entry([&] {
+    cdp::pg::call([] {
+      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+    });
+    cdp::pg::load_identity_rules();  // throws cdp::Error naming the type and pattern
+    cdp::pg::call([] { SPI_finish(); });
+    return PointerGetDatum(nullptr);
   });
 }

@@ -23,29 +23,31 @@ namespace {
 // row in the dedup ledger, and only those go on into cdp.events. A concurrent
 // writer of the same messageId waits on the ledger's unique index and then
 // sees it as taken, so a message is stored once even across sessions.
+// New (source, messageId) pairs claim their row in the dedup ledger first; only
+// those go on into cdp.events. A concurrent writer of the same messageId waits
+// on the ledger's unique index and then sees it as taken, so a message is
+// stored once even across sessions. Two statements, no join: cheaper than one.
+constexpr const char* kClaimIds = R"SQL(
+insert into cdp.message_ids (source_id, message_id, received_at)
+select * from unnest($1::int4[], $2::text[], $3::timestamptz[])
+on conflict do nothing
+returning source_id, message_id
+)SQL";
+
 constexpr const char* kInsertEvents = R"SQL(
-with input as (
-  select * from unnest($1::int4[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                       $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                       $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
-                       $15::text[], $16::text[], $17::text[], $18::text[])
-    as i(source_id, received_at, message_id, type, event, name, category, user_id,
-         anonymous_id, group_id, previous_id, ts, original_timestamp, sent_at,
-         properties, traits, context, integrations)
-), fresh as (
-  insert into cdp.message_ids (source_id, message_id, received_at)
-  select source_id, message_id, received_at from input
-  on conflict do nothing
-  returning source_id, message_id
-)
 insert into cdp.events (received_at, source_id, message_id, type, event, name, category,
                         user_id, anonymous_id, group_id, previous_id, "timestamp",
                         original_timestamp, sent_at, properties, traits, context, integrations)
 select i.received_at, i.source_id, i.message_id, i.type, i.event, i.name, i.category,
        i.user_id, i.anonymous_id, i.group_id, i.previous_id, i.ts, i.original_timestamp,
        i.sent_at, i.properties::jsonb, i.traits::jsonb, i.context::jsonb, i.integrations::jsonb
-  from input i join fresh f using (source_id, message_id)
-returning source_id, message_id
+  from unnest($1::int4[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+              $12::timestamptz[], $13::timestamptz[], $14::timestamptz[],
+              $15::text[], $16::text[], $17::text[], $18::text[])
+    as i(source_id, received_at, message_id, type, event, name, category, user_id,
+         anonymous_id, group_id, previous_id, ts, original_timestamp, sent_at,
+         properties, traits, context, integrations)
 )SQL";
 constexpr int kEventArgs = 18;
 
@@ -57,7 +59,8 @@ constexpr int kQuarantineArgs = 6;
 
 struct Plans {
   Oid events_relid = InvalidOid;
-  SPIPlanPtr insert_events = nullptr, quarantine = nullptr, source = nullptr, partitions = nullptr;
+  SPIPlanPtr claim_ids = nullptr, insert_events = nullptr, quarantine = nullptr, source = nullptr,
+             partitions = nullptr;
   TimestampTz covered_from = 0, covered_until = 0;  // partitions known to exist
   bool callback_registered = false;
 };
@@ -95,7 +98,7 @@ void ensure_plans() {
       RegisterSubXactCallback(on_subxact, nullptr);
       plans.callback_registered = true;
     }
-    for (SPIPlanPtr p : {plans.insert_events, plans.quarantine, plans.source, plans.partitions})
+    for (SPIPlanPtr p : {plans.claim_ids, plans.insert_events, plans.quarantine, plans.source, plans.partitions})
       if (p) SPI_freeplan(p);
     Oid ev[kEventArgs] = {INT4ARRAYOID, TIMESTAMPTZARRAYOID};
     for (int i = 2; i < kEventArgs; i++) ev[i] = TEXTARRAYOID;
@@ -103,6 +106,8 @@ void ensure_plans() {
     Oid q[kQuarantineArgs] = {INT4ARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID,
                               TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
     Oid text_arg[1] = {TEXTOID}, ts_arg[1] = {TIMESTAMPTZOID};
+    Oid claim[3] = {INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+    plans.claim_ids = prepare(kClaimIds, 3, claim);
     plans.insert_events = prepare(kInsertEvents, kEventArgs, ev);
     plans.quarantine = prepare(kQuarantine, kQuarantineArgs, q);
     plans.source = prepare("select cdp.source_for_key($1)", 1, text_arg);
@@ -151,12 +156,39 @@ std::string dedup_key(int source_id, const std::string& message_id) {
   return std::to_string(source_id) + '\x1f' + message_id;
 }
 
-// Inserts the events; returns the (source, messageId) keys that were new.
-std::unordered_set<std::string> insert_events(const std::vector<const Incoming*>& rows) {
+// Claims the rows' (source, messageId) in the dedup ledger; returns those that were new.
+std::unordered_set<std::string> claim_ids(const std::vector<const Incoming*>& rows) {
   int n = static_cast<int>(rows.size());
   int returned = 0;
   int* ret_source = nullptr;
   char** ret_id = nullptr;
+  call([&] {
+    Columns c;
+    c.init(n, 3);
+    for (int r = 0; r < n; r++) {
+      c.values[0][r] = Int32GetDatum(rows[r]->source_id);
+      c.text(1, r, rows[r]->outcome->event->message_id);
+      c.time(2, r, rows[r]->received_at);
+    }
+    Datum args[3] = {c.array(0, INT4OID), c.array(1, TEXTOID), c.array(2, TIMESTAMPTZOID)};
+    execute(plans.claim_ids, args, SPI_OK_INSERT_RETURNING);
+    returned = static_cast<int>(SPI_processed);
+    ret_source = static_cast<int*>(palloc(sizeof(int) * (returned + 1)));
+    ret_id = static_cast<char**>(palloc(sizeof(char*) * (returned + 1)));
+    for (int i = 0; i < returned; i++) {
+      bool isnull;
+      HeapTuple t = SPI_tuptable->vals[i];
+      ret_source[i] = DatumGetInt32(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull));
+      ret_id[i] = TextDatumGetCString(SPI_getbinval(t, SPI_tuptable->tupdesc, 2, &isnull));
+    }
+  });
+  std::unordered_set<std::string> claimed;
+  for (int i = 0; i < returned; i++) claimed.insert(dedup_key(ret_source[i], ret_id[i]));
+  return claimed;
+}
+
+void insert_events(const std::vector<const Incoming*>& rows) {
+  int n = static_cast<int>(rows.size());
   call([&] {
     Columns c;
     c.init(n, kEventArgs);
@@ -185,20 +217,8 @@ std::unordered_set<std::string> insert_events(const std::vector<const Incoming*>
     args[0] = c.array(0, INT4OID);
     args[1] = c.array(1, TIMESTAMPTZOID);
     for (int i = 2; i < kEventArgs; i++) args[i] = c.array(i, i >= 11 && i < 14 ? TIMESTAMPTZOID : TEXTOID);
-    execute(plans.insert_events, args, SPI_OK_INSERT_RETURNING);
-    returned = static_cast<int>(SPI_processed);
-    ret_source = static_cast<int*>(palloc(sizeof(int) * (returned + 1)));
-    ret_id = static_cast<char**>(palloc(sizeof(char*) * (returned + 1)));
-    for (int i = 0; i < returned; i++) {
-      bool isnull;
-      HeapTuple t = SPI_tuptable->vals[i];
-      ret_source[i] = DatumGetInt32(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull));
-      ret_id[i] = TextDatumGetCString(SPI_getbinval(t, SPI_tuptable->tupdesc, 2, &isnull));
-    }
+    execute(plans.insert_events, args, SPI_OK_INSERT);
   });
-  std::unordered_set<std::string> written;
-  for (int i = 0; i < returned; i++) written.insert(dedup_key(ret_source[i], ret_id[i]));
-  return written;
 }
 
 void quarantine(const std::vector<const Incoming*>& rows) {
@@ -241,12 +261,20 @@ std::vector<MessageStatus> store_messages(const std::vector<Incoming>& in) {
     }
   }
   if (!fresh.empty()) {
-    auto written = insert_events(fresh);
-    if (!written.empty()) call([] { note_events_written(); });
-    for (size_t i = 0; i < in.size(); i++)
-      if (status[i] == MessageStatus::Accepted &&
-          !written.count(dedup_key(in[i].source_id, in[i].outcome->event->message_id)))
+    auto claimed = claim_ids(fresh);
+    std::vector<const Incoming*> rows;
+    rows.reserve(claimed.size());
+    for (size_t i = 0; i < in.size(); i++) {
+      if (status[i] != MessageStatus::Accepted) continue;
+      if (claimed.count(dedup_key(in[i].source_id, in[i].outcome->event->message_id)))
+        rows.push_back(&in[i]);
+      else
         status[i] = MessageStatus::Duplicate;
+    }
+    if (!rows.empty()) {
+      insert_events(rows);
+      call([] { note_events_written(); });
+    }
   }
   if (!rejected.empty()) quarantine(rejected);
   return status;
