@@ -15,7 +15,8 @@ CORE_SOURCES = \
 	src/core/http_metrics.cpp \
 	src/core/http_server.cpp \
 	src/core/identity.cpp \
-	src/core/traits.cpp
+	src/core/traits.cpp \
+	src/core/segments.cpp
 
 # Glue between Postgres and the core.
 PG_SOURCES = \
