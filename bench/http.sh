@@ -29,12 +29,13 @@
 #   CDP_BENCH_OVERLOAD_DURATION (default 20), CDP_BENCH_VERBOSE=1 (print wrk's
 #   own output), CDP_BENCH_SUMMARY (file bench/run collects summary rows in).
 # Servers listen on 127.0.0.1 only; everything started here is stopped on exit.
+# shellcheck source-path=SCRIPTDIR/..
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-# shellcheck source=../test/lib.sh
+# shellcheck source=test/lib.sh
 source "$ROOT/test/lib.sh"
-# shellcheck source=lib.sh
+# shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
 PEERS=${CDP_PEERS:-$ROOT/../shared/peers}
@@ -243,7 +244,7 @@ batch_run() {
 # plain_run CLIENTS WHEN: the baseline's rows/s with CLIENTS connections.
 plain_run() {
   local out="$WORK/plain$1.txt"
-  env $(bench_pg_env "$CLUSTER") timeout 120 "$ROOT/bench/ingest.sh" --plain-only --count 150000 \
+  bench_with_pg "$CLUSTER" timeout 120 "$ROOT/bench/ingest.sh" --plain-only --count 150000 \
     --batch "$BATCH" --clients "$1" >"$out" 2>&1 || die "bench/ingest.sh failed: $(cat "$out")"
   PLAIN_ROWS=$(awk '/^plain INSERT/ {print $3}' "$out")
   [ -n "$PLAIN_ROWS" ] || die "could not read bench/ingest.sh's output: $(cat "$out")"

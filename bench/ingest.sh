@@ -36,6 +36,7 @@ srcs="$root/bench/ingest_bench.cpp $root/src/core/event_generator.cpp $root/src/
 # Rebuilt only when a source or header is newer than the binary.
 stale=0
 [ -x "$bin" ] || stale=1
+# shellcheck disable=SC3013 # -nt: dash and bash both have it
 for f in $srcs "$root"/src/core/*.hpp; do [ "$f" -nt "$bin" ] && stale=1; done
 if [ "$stale" = 1 ]; then
   # No -Werror here: warnings are gated by the CMake and PGXS builds, and a

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared shell functions for the benchmarks in bench/ (sourced by bench/run and
 # bench/*.sh, after test/lib.sh). Expects ROOT (the project folder).
 
@@ -49,10 +50,12 @@ bench_cluster_set() {
   start_cluster "$dir"
 }
 
-# The environment libpq programs need to reach the cluster in DIR.
-bench_pg_env() {
+# bench_with_pg DIR COMMAND...: runs COMMAND with the libpq environment that
+# reaches database cdp of the cluster in DIR.
+bench_with_pg() {
   local dir=$1
-  echo "PGHOST=$dir PGPORT=$(cat "$dir/port") PGUSER=$(cluster_user) PGDATABASE=cdp"
+  shift
+  env PGHOST="$dir" PGPORT="$(cat "$dir/port")" PGUSER="$(cluster_user)" PGDATABASE=cdp "$@"
 }
 
 # bench_summary WHAT CDP BASELINE RATIO TARGET [MET]: one row of bench/run's
