@@ -479,6 +479,7 @@ create table cdp.processor_state (
   processed_total bigint not null default 0,
   last_batch      int not null default 0,
   last_run_at     timestamptz,
+  last_batch_ms   float8 not null default 0,
   paused          boolean not null default false
 );
 insert into cdp.processor_state default values;
@@ -489,6 +490,7 @@ comment on column cdp.processor_state.cursor_event is 'id of the last processed 
 comment on column cdp.processor_state.processed_total is 'Events processed since the extension was created.';
 comment on column cdp.processor_state.last_batch is 'Events in the last batch.';
 comment on column cdp.processor_state.last_run_at is 'When the last batch committed.';
+comment on column cdp.processor_state.last_batch_ms is 'How long the last batch took, in milliseconds (from reading its events to writing its results).';
 comment on column cdp.processor_state.paused is 'When true the processor worker waits; cdp.process_pending() still processes.';
 
 create function cdp.process_pending() returns bigint
@@ -545,9 +547,10 @@ comment on view cdp.events_resolved is 'Processed events with the profile they b
 create view cdp.processor_stats as
   select (select count(*) from cdp.events e where (e.txid, e.id) > (s.cursor_txid, s.cursor_event)) as events_pending,
          (select now() - min(e.received_at) from cdp.events e where (e.txid, e.id) > (s.cursor_txid, s.cursor_event)) as oldest_pending_age,
-         s.processed_total, s.last_batch, s.last_run_at
+         s.processed_total, s.last_batch, s.last_run_at,
+         round((s.last_batch / nullif(s.last_batch_ms, 0) * 1000)::numeric) as events_per_second
     from cdp.processor_state s;
-comment on view cdp.processor_stats is 'Processor lag: events committed but not yet processed, the age of the oldest, and totals.';
+comment on view cdp.processor_stats is 'Processor lag: events committed but not yet processed, the age of the oldest, totals, and the speed of the last batch (events_per_second).';
 
 ------------------------------------------------------------------------------
 -- Operations

@@ -1,7 +1,9 @@
 #include "core/identity.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
+#include <cstring>
 
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -184,17 +186,217 @@ std::vector<IdentifierType> IdentityRules::defaults() {
 
 // ---------------------------------------------------------------------------
 
-std::size_t Resolver::Key::operator()(const std::pair<int, std::string>& k) const noexcept {
-  return std::hash<std::string>()(k.second) * 31 + static_cast<std::size_t>(k.first);
+namespace {
+
+constexpr unsigned kChunkBits = 18;  // arena chunks of 256 KiB
+constexpr size_t kChunk = size_t{1} << kChunkBits;
+constexpr size_t kMaxChunks = (size_t{1} << 32) >> kChunkBits;  // offsets are 32-bit
+constexpr size_t kFirstSlots = 16;
+constexpr uint32_t kMaxNodes = 0x7FFFFFFF;  // Node::size has 31 bits
+
+uint64_t mix(uint64_t x) {  // splitmix64's finaliser
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
 }
 
+// Slot index of a hash in a table of 2^bits slots: its top bits (the tag is
+// its low 32 bits, so the two are independent).
+size_t home(uint64_t h, size_t capacity) {
+  return static_cast<size_t>(h >> (64 - std::countr_zero(capacity)));
+}
+
+bool over_load(size_t count, size_t capacity) { return count * 10 > capacity * 7; }
+
+// Grows a vector by half when full, not twice: less slack in large graphs.
+template <class V>
+void make_room(V& v) {
+  if (v.size() == v.capacity()) v.reserve(v.capacity() + v.capacity() / 2 + 16);
+}
+
+size_t put_varint(char* p, uint32_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = static_cast<char>(0x80 | (v & 0x7F));
+    v >>= 7;
+  }
+  p[n++] = static_cast<char>(v);
+  return n;
+}
+
+uint32_t get_varint(const char*& p) {
+  uint32_t v = 0;
+  for (unsigned shift = 0;; shift += 7) {
+    auto b = static_cast<unsigned char>(*p++);
+    v |= uint32_t(b & 0x7F) << shift;
+    if (b < 0x80) return v;
+  }
+}
+
+size_t varint_size(uint32_t v) {
+  size_t n = 1;
+  while (v >= 0x80) v >>= 7, n++;
+  return n;
+}
+
+}  // namespace
+
 Resolver::Resolver(const IdentityRules& rules, NewProfileId new_profile_id)
-    : rules_(rules), new_profile_id_(std::move(new_profile_id)) {}
+    : rules_(rules), new_profile_id_(std::move(new_profile_id)) {
+  for (auto& t : rules_.types()) {
+    limited_type_.push_back(t.limit > 0);
+    any_limited_ = any_limited_ || t.limit > 0;
+  }
+  slots_.assign(kFirstSlots, Slot{kNone, 0});
+  profile_slots_.assign(kFirstSlots, kNone);
+}
+
+// --- identifiers: arena records indexed by an open-addressing table
+
+uint64_t Resolver::hash(int type, std::string_view value) {
+  return mix(std::hash<std::string_view>()(value) ^ (uint64_t(uint32_t(type)) + 1) * 0x9e3779b97f4a7c15ULL);
+}
+
+const char* Resolver::record_at(uint32_t offset) const {
+  return arena_[offset >> kChunkBits].data() + (offset & (kChunk - 1));
+}
+
+Resolver::Record Resolver::decode(const char* p) const {
+  const char* start = p;
+  Record r;
+  std::memcpy(&r.node, p, sizeof r.node);
+  p += sizeof r.node;
+  r.type = static_cast<int>(get_varint(p));
+  uint32_t len = get_varint(p);
+  r.limited = kNone;
+  if (limited_type_[r.type]) {
+    std::memcpy(&r.limited, p, sizeof r.limited);
+    p += sizeof r.limited;
+  }
+  r.value = std::string_view(p, len);
+  r.size = static_cast<size_t>(p - start) + len;
+  return r;
+}
+
+Resolver::Probe Resolver::probe(int type, std::string_view value, uint64_t h) const {
+  const size_t mask = slots_.size() - 1;
+  const auto tag = static_cast<uint32_t>(h);
+  for (size_t i = home(h, slots_.size());; i = (i + 1) & mask) {
+    const Slot& s = slots_[i];
+    if (s.offset == kNone) return {i, false};
+    if (s.tag != tag) continue;
+    // The tag only rejects: a match is confirmed on the value itself.
+    const char* p = record_at(s.offset) + sizeof(uint32_t);
+    if (get_varint(p) != uint32_t(type) || get_varint(p) != value.size()) continue;
+    if (limited_type_[type]) p += sizeof(uint32_t);
+    if (std::memcmp(p, value.data(), value.size()) == 0) return {i, true};
+  }
+}
+
+std::optional<uint32_t> Resolver::node_of_identity(const Identifier& id) const {
+  Probe at = probe(id.type, id.value, hash(id.type, id.value));
+  if (!at.found) return std::nullopt;
+  return decode(record_at(slots_[at.slot].offset)).node;
+}
+
+// Appends the identifier's record and fills `slot`, the free one probe() gave.
+void Resolver::insert_identity(const Identifier& id, uint32_t node, Micros first_seen, uint64_t h, size_t slot) {
+  if (id.value.size() > kChunk / 2)  // never so: values are at most kMaxIdentifierBytes
+    throw Error(ErrorKind::TooLarge, "identifier", "a value of " + std::to_string(id.value.size()) +
+                                                       " bytes is too long for the identity graph");
+  if (over_load(identities_ + 1, slots_.size())) {
+    grow_identities();
+    slot = probe(id.type, id.value, h).slot;
+  }
+  const bool limited = limited_type_[id.type];
+  const auto type = static_cast<uint32_t>(id.type);
+  const auto len = static_cast<uint32_t>(id.value.size());
+  const size_t size = sizeof node + varint_size(type) + varint_size(len) + (limited ? sizeof(uint32_t) : 0) + len;
+  if (arena_.empty() || arena_.back().size() + size > kChunk) {
+    if (arena_.size() == kMaxChunks)
+      throw Error(ErrorKind::TooLarge, "identity graph", "more than 4 GiB of identifiers");
+    const size_t first = arena_.empty() ? 4096 : kChunk;  // the first chunk grows as needed, the others do not
+    make_room(arena_);
+    arena_.emplace_back().reserve(first);
+  }
+  std::vector<char>& chunk = arena_.back();
+  if (chunk.size() + size > chunk.capacity())
+    chunk.reserve(std::min(kChunk, std::max(2 * chunk.capacity(), chunk.size() + size)));
+  const auto offset = static_cast<uint32_t>(((arena_.size() - 1) << kChunkBits) | chunk.size());
+  char head[4 + 5 + 5 + 4];
+  size_t n = 0;
+  std::memcpy(head, &node, sizeof node);
+  n += sizeof node;
+  n += put_varint(head + n, type);
+  n += put_varint(head + n, len);
+  if (limited) {
+    uint32_t index = static_cast<uint32_t>(limited_.size());
+    make_room(limited_);
+    limited_.push_back(Limited{first_seen, limited_head_[node], type});
+    limited_head_[node] = index;
+    std::memcpy(head + n, &index, sizeof index);
+    n += sizeof index;
+  }
+  chunk.insert(chunk.end(), head, head + n);
+  chunk.insert(chunk.end(), id.value.begin(), id.value.end());
+  slots_[slot] = Slot{offset, static_cast<uint32_t>(h)};
+  identities_++;
+  text_bytes_ += len;
+}
+
+// Doubles the table and places every record again, in arena order.
+void Resolver::grow_identities() {
+  std::vector<Slot> slots(slots_.size() * 2, Slot{kNone, 0});
+  const size_t mask = slots.size() - 1;
+  for (size_t c = 0; c < arena_.size(); c++)
+    for (size_t pos = 0; pos < arena_[c].size();) {
+      Record r = decode(arena_[c].data() + pos);
+      uint64_t h = hash(r.type, r.value);
+      size_t i = home(h, slots.size());
+      while (slots[i].offset != kNone) i = (i + 1) & mask;
+      slots[i] = Slot{static_cast<uint32_t>(c << kChunkBits | pos), static_cast<uint32_t>(h)};
+      pos += r.size;
+    }
+  slots_.swap(slots);
+}
+
+// --- profiles: nodes indexed by an open-addressing table of node numbers
+
+// The slot holding the profile's node, or the free one it would take.
+size_t Resolver::profile_slot(int64_t profile) const {
+  const size_t mask = profile_slots_.size() - 1;
+  for (size_t i = home(mix(uint64_t(profile)), profile_slots_.size());; i = (i + 1) & mask)
+    if (profile_slots_[i] == kNone || nodes_[profile_slots_[i]].profile == profile) return i;
+}
+
+void Resolver::grow_profiles() {
+  std::vector<uint32_t> slots(profile_slots_.size() * 2, kNone);
+  const size_t mask = slots.size() - 1;
+  for (uint32_t n = 0; n < nodes_.size(); n++) {
+    size_t i = home(mix(uint64_t(nodes_[n].profile)), slots.size());
+    while (slots[i] != kNone) i = (i + 1) & mask;
+    slots[i] = n;
+  }
+  profile_slots_.swap(slots);
+}
 
 uint32_t Resolver::node_of(int64_t profile) {
-  auto [it, fresh] = node_of_profile_.try_emplace(profile, static_cast<uint32_t>(nodes_.size()));
-  if (fresh) nodes_.push_back(Node{profile, it->second, 1});
-  return it->second;
+  size_t slot = profile_slot(profile);
+  if (profile_slots_[slot] != kNone) return profile_slots_[slot];
+  if (nodes_.size() >= kMaxNodes) throw Error(ErrorKind::TooLarge, "identity graph", "too many profiles");
+  if (over_load(nodes_.size() + 1, profile_slots_.size())) {
+    grow_profiles();
+    slot = profile_slot(profile);
+  }
+  const auto n = static_cast<uint32_t>(nodes_.size());
+  make_room(nodes_);
+  nodes_.push_back(Node{profile, n, 1, false, 0, 0});
+  if (any_limited_) {
+    make_room(limited_head_);
+    limited_head_.push_back(kNone);
+  }
+  profile_slots_[slot] = n;
+  return n;
 }
 
 uint32_t Resolver::find(uint32_t n) {
@@ -209,14 +411,14 @@ uint32_t Resolver::find(uint32_t n) {
 }
 
 int64_t Resolver::canonical(int64_t profile) {
-  auto it = node_of_profile_.find(profile);
-  return it == node_of_profile_.end() ? profile : nodes_[find(it->second)].canonical;
+  uint32_t n = profile_slots_[profile_slot(profile)];
+  return n == kNone ? profile : nodes_[find(n)].profile;
 }
 
 std::optional<int64_t> Resolver::lookup(const Identifier& id) {
-  auto it = identities_.find({id.type, id.value});
-  if (it == identities_.end()) return std::nullopt;
-  return nodes_[find(it->second.node)].canonical;
+  auto n = node_of_identity(id);
+  if (!n) return std::nullopt;
+  return nodes_[find(*n)].profile;
 }
 
 void Resolver::add_profile(int64_t profile, int merges, int identifiers, bool flagged) {
@@ -228,18 +430,18 @@ void Resolver::add_profile(int64_t profile, int merges, int identifiers, bool fl
 
 void Resolver::add_identity(const Identifier& id, int64_t profile, Micros first_seen) {
   uint32_t root = find(node_of(profile));
-  if (!identities_.try_emplace({id.type, id.value}, Seen{root, first_seen}).second) return;
-  if (rules_.types()[id.type].limit > 0)
-    limited_[uint64_t(root) << 16 | uint64_t(id.type)].push_back(first_seen);
+  uint64_t h = hash(id.type, id.value);
+  Probe at = probe(id.type, id.value, h);
+  if (!at.found) insert_identity(id, root, first_seen, h, at.slot);
 }
 
 int Resolver::count_in_window(uint32_t root, int type, Micros now) {
-  auto it = limited_.find(uint64_t(root) << 16 | uint64_t(type));
-  if (it == limited_.end()) return 0;
+  if (!limited_type_[type]) return 0;
   Micros window = rules_.types()[type].window;
-  if (window == 0) return static_cast<int>(it->second.size());
-  return static_cast<int>(std::count_if(it->second.begin(), it->second.end(),
-                                        [&](Micros t) { return t >= now - window; }));
+  int n = 0;
+  for (uint32_t i = limited_head_[root]; i != kNone; i = limited_[i].next)
+    if (limited_[i].type == uint32_t(type) && (window == 0 || limited_[i].first_seen >= now - window)) n++;
+  return n;
 }
 
 std::optional<std::string> Resolver::merge_blocker(uint32_t a, uint32_t b, Micros now) {
@@ -261,21 +463,28 @@ std::optional<std::string> Resolver::merge_blocker(uint32_t a, uint32_t b, Micro
 }
 
 uint32_t Resolver::unite(uint32_t into, uint32_t from) {
-  int64_t survivor = nodes_[into].canonical;
   uint32_t big = nodes_[into].size >= nodes_[from].size ? into : from;  // union by size
   uint32_t small = big == into ? from : into;
-  nodes_[small].parent = big;
-  nodes_[big].size += nodes_[small].size;
-  nodes_[big].merges = nodes_[into].merges + nodes_[from].merges + 1;
-  nodes_[big].identifiers = nodes_[into].identifiers + nodes_[from].identifiers;
-  nodes_[big].flagged = nodes_[into].flagged || nodes_[from].flagged;
-  nodes_[big].canonical = survivor;
-  for (size_t t = 0; t < rules_.types().size(); t++) {
-    auto it = limited_.find(uint64_t(small) << 16 | t);
-    if (it == limited_.end()) continue;
-    auto& dst = limited_[uint64_t(big) << 16 | t];
-    dst.insert(dst.end(), it->second.begin(), it->second.end());
-    limited_.erase(uint64_t(small) << 16 | t);
+  Node& b = nodes_[big];
+  Node& s = nodes_[small];
+  s.parent = big;
+  b.size = b.size + s.size;
+  b.merges = nodes_[into].merges + nodes_[from].merges + 1;
+  b.identifiers = nodes_[into].identifiers + nodes_[from].identifiers;
+  b.flagged = nodes_[into].flagged || nodes_[from].flagged;
+  if (big != into) {
+    // The root must carry the survivor, into's profile: the two nodes trade
+    // profiles (both stay in the set) and the profile table follows.
+    size_t at_into = profile_slot(nodes_[into].profile), at_from = profile_slot(nodes_[from].profile);
+    std::swap(nodes_[into].profile, nodes_[from].profile);
+    std::swap(profile_slots_[at_into], profile_slots_[at_from]);
+  }
+  if (any_limited_ && limited_head_[small] != kNone) {  // splice small's first-seen list before big's
+    uint32_t tail = limited_head_[small];
+    while (limited_[tail].next != kNone) tail = limited_[tail].next;
+    limited_[tail].next = limited_head_[big];
+    limited_head_[big] = limited_head_[small];
+    limited_head_[small] = kNone;
   }
   return big;
 }
@@ -295,7 +504,7 @@ Decision Resolver::resolve(const EventFacts& e, std::vector<Identifier> ids) {
       auto v = rules_.normalise(t, e.previous_id);
       if (!v) continue;
       Identifier cand{t, *v};
-      if (identities_.count({t, *v})) {
+      if (node_of_identity(cand)) {
         prev = cand;
         break;
       }
@@ -311,8 +520,8 @@ Decision Resolver::resolve(const EventFacts& e, std::vector<Identifier> ids) {
   std::optional<uint32_t> primary;
   size_t first_known = 0;
   for (; first_known < ids.size(); first_known++)
-    if (auto it = identities_.find({ids[first_known].type, ids[first_known].value}); it != identities_.end()) {
-      primary = find(it->second.node);
+    if (auto n = node_of_identity(ids[first_known])) {
+      primary = find(*n);
       break;
     }
   if (primary && first_known > 0) {
@@ -331,62 +540,67 @@ Decision Resolver::resolve(const EventFacts& e, std::vector<Identifier> ids) {
   bool refused = false;
   const auto& types = rules_.types();
   for (auto& id : ids) {
-    auto it = identities_.find({id.type, id.value});
-    if (it != identities_.end()) {
-      uint32_t other = find(it->second.node);
+    uint64_t h = hash(id.type, id.value);
+    Probe at = probe(id.type, id.value, h);
+    if (at.found) {
+      uint32_t other = find(decode(record_at(slots_[at.slot].offset)).node);
       if (other == root) continue;
       auto blocker = refused ? std::optional<std::string>("an earlier merge of this event was refused")
                              : merge_blocker(root, other, e.timestamp);
       if (blocker) {
-        d.refusals.push_back({nodes_[root].canonical, nodes_[other].canonical, id, *blocker});
+        d.refusals.push_back({nodes_[root].profile, nodes_[other].profile, id, *blocker});
         if (blocker->rfind("profile would pass", 0) == 0) nodes_[root].flagged = d.flagged = true;
         refused = true;
         continue;
       }
-      d.merges.push_back({nodes_[other].canonical, nodes_[root].canonical});
+      d.merges.push_back({nodes_[other].profile, nodes_[root].profile});
       root = unite(root, other);
       continue;
     }
     if (refused) {
-      d.refusals.push_back({nodes_[root].canonical, 0, id, "not attached: this event's merge was refused"});
+      d.refusals.push_back({nodes_[root].profile, 0, id, "not attached: this event's merge was refused"});
       continue;
     }
     const IdentifierType& t = types[id.type];
     if (t.limit > 0 && count_in_window(root, id.type, e.timestamp) + 1 > t.limit) {
-      d.refusals.push_back({nodes_[root].canonical, 0, id,
+      d.refusals.push_back({nodes_[root].profile, 0, id,
                             t.name + ": at most " + std::to_string(t.limit) + " per profile" +
                                 (t.window ? " in its window" : "")});
       continue;
     }
     if (static_cast<int>(nodes_[root].identifiers) + 1 > rules_.rails().max_identifiers) {
-      d.refusals.push_back({nodes_[root].canonical, 0, id,
+      d.refusals.push_back({nodes_[root].profile, 0, id,
                             "profile would pass " + std::to_string(rules_.rails().max_identifiers) +
                                 " identifiers"});
       nodes_[root].flagged = d.flagged = true;
       continue;
     }
-    identities_.emplace(std::pair{id.type, id.value}, Seen{root, e.timestamp});
+    insert_identity(id, root, e.timestamp, h, at.slot);
     nodes_[root].identifiers++;
-    if (t.limit > 0) limited_[uint64_t(root) << 16 | uint64_t(id.type)].push_back(e.timestamp);
     d.attached.push_back(id);
   }
-  d.profile = nodes_[root].canonical;
+  d.profile = nodes_[root].profile;
   d.flagged = d.flagged || nodes_[root].flagged;
   return d;
 }
 
 void Resolver::for_each_identity(const std::function<void(const Identifier&, int64_t, Micros)>& f) {
-  for (auto& [key, seen] : identities_)
-    f(Identifier{key.first, key.second}, nodes_[find(seen.node)].canonical, seen.first_seen);
+  for (auto& chunk : arena_)
+    for (size_t pos = 0; pos < chunk.size();) {
+      Record r = decode(chunk.data() + pos);
+      pos += r.size;
+      f(Identifier{r.type, std::string(r.value)}, nodes_[find(r.node)].profile,
+        r.limited == kNone ? 0 : limited_[r.limited].first_seen);
+    }
 }
 
 size_t Resolver::memory_bytes() const {
-  size_t bytes = nodes_.capacity() * sizeof(Node) +
-                 node_of_profile_.size() * (sizeof(int64_t) + sizeof(uint32_t) + 2 * sizeof(void*));
-  for (auto& [key, seen] : identities_)
-    bytes += sizeof(key) + sizeof(seen) + 2 * sizeof(void*) +
-             (key.second.capacity() > 15 ? key.second.capacity() + 1 : 0);
-  return bytes + identities_.bucket_count() * sizeof(void*);
+  size_t bytes = nodes_.capacity() * sizeof(Node) + profile_slots_.capacity() * sizeof(uint32_t) +
+                 slots_.capacity() * sizeof(Slot) + arena_.capacity() * sizeof(std::vector<char>) +
+                 limited_.capacity() * sizeof(Limited) + limited_head_.capacity() * sizeof(uint32_t) +
+                 limited_type_.capacity() / 8;
+  for (auto& chunk : arena_) bytes += chunk.capacity();
+  return bytes;
 }
 
 }  // namespace cdp

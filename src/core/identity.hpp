@@ -13,7 +13,6 @@
 #include <regex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "core/message.hpp"
@@ -114,6 +113,21 @@ struct Decision {
 // The identity graph. Seed it with what the database knows about the
 // identifiers of a batch (or with nothing, to rebuild from all events), then
 // resolve events in order.
+//
+// Layout, for millions of identifiers in little memory (see memory_bytes()):
+//  - identifier values are stored once, in an arena of 256 KiB chunks, one
+//    record each: node (4 bytes), type and length (1 byte each when under
+//    128), for limited types the index of its first-seen time (4 bytes), then
+//    the value's bytes;
+//  - an open-addressing hash table (linear probing, power-of-two capacity,
+//    load at most 0.7) of 8-byte slots {arena offset, 32-bit hash tag} finds
+//    them: a slot whose tag matches is confirmed by comparing type and value;
+//  - profiles are nodes of 24 bytes (profile id, parent, size and flag,
+//    merges, identifiers), found by profile id through an open-addressing
+//    table of 4-byte node indexes (the key is the node's own profile id). A
+//    root's profile is its set's canonical profile;
+//  - first-seen times are kept only for identifiers of limited types: a list
+//    per root node, spliced when sets merge.
 class Resolver {
  public:
   using NewProfileId = std::function<int64_t()>;
@@ -128,25 +142,59 @@ class Resolver {
 
   int64_t canonical(int64_t profile);
   std::optional<int64_t> lookup(const Identifier& id);
-  // Every identifier known to the graph with its canonical profile.
+  // Every identifier known to the graph with its canonical profile and, for
+  // types with a limit, when it was first seen (0 for unlimited types: their
+  // times are not kept). In the order the identifiers became known.
   void for_each_identity(const std::function<void(const Identifier&, int64_t, Micros)>& f);
-  size_t identity_count() const { return identities_.size(); }
+  size_t identity_count() const { return identities_; }
+  // Bytes allocated by the graph (capacities of all its structures), text
+  // included.
   size_t memory_bytes() const;
+  // Of which bytes of identifier values (in the arena).
+  size_t text_bytes() const { return text_bytes_; }
 
  private:
+  static constexpr uint32_t kNone = 0xFFFFFFFF;
+
   struct Node {
-    int64_t canonical;  // the surviving profile of the set (meaningful at roots)
-    uint32_t parent, size;
-    uint32_t merges = 0, identifiers = 0;
-    bool flagged = false;
+    int64_t profile;        // at a root: the set's canonical profile
+    uint32_t parent;
+    uint32_t size : 31;     // nodes in the set (meaningful at roots)
+    uint32_t flagged : 1;
+    uint32_t merges, identifiers;
   };
-  struct Seen {
-    uint32_t node;
+  struct Slot {
+    uint32_t offset;  // of the record in the arena; kNone: free
+    uint32_t tag;     // low 32 bits of the identifier's hash
+  };
+  struct Limited {
     Micros first_seen;
+    uint32_t next;  // in the root's list; kNone ends it
+    uint32_t type;
   };
-  struct Key {
-    std::size_t operator()(const std::pair<int, std::string>& k) const noexcept;
+  // A decoded arena record.
+  struct Record {
+    uint32_t node;
+    int type;
+    uint32_t limited;  // index into limited_, or kNone
+    std::string_view value;
+    size_t size;       // bytes of the whole record
   };
+  struct Probe {
+    size_t slot;  // the identifier's slot, or the free one it would take
+    bool found;
+  };
+
+  static uint64_t hash(int type, std::string_view value);
+  const char* record_at(uint32_t offset) const;
+  Record decode(const char* p) const;
+  Probe probe(int type, std::string_view value, uint64_t h) const;
+  std::optional<uint32_t> node_of_identity(const Identifier& id) const;
+  void insert_identity(const Identifier& id, uint32_t node, Micros first_seen, uint64_t h, size_t slot);
+  void grow_identities();
+
+  size_t profile_slot(int64_t profile) const;
+  void grow_profiles();
 
   uint32_t node_of(int64_t profile);
   uint32_t find(uint32_t n);
@@ -156,11 +204,18 @@ class Resolver {
 
   const IdentityRules& rules_;
   NewProfileId new_profile_id_;
+  std::vector<bool> limited_type_;  // per type: has a limit
+  bool any_limited_ = false;
+
   std::vector<Node> nodes_;
-  std::unordered_map<int64_t, uint32_t> node_of_profile_;
-  std::unordered_map<std::pair<int, std::string>, Seen, Key> identities_;
-  // For limited types only: first-seen times of each root's identifiers.
-  std::unordered_map<uint64_t, std::vector<Micros>> limited_;  // key: root << 8 | type
+  std::vector<uint32_t> profile_slots_;  // node indexes by hash of their profile; kNone: free
+
+  std::vector<std::vector<char>> arena_;  // chunks of records
+  std::vector<Slot> slots_;
+  size_t identities_ = 0, text_bytes_ = 0;
+
+  std::vector<Limited> limited_;        // first-seen times of identifiers of limited types
+  std::vector<uint32_t> limited_head_;  // per node (when a type is limited): its list in limited_
 };
 
 }  // namespace cdp

@@ -285,7 +285,9 @@ struct ProfileAgg {
 // Processes one batch inside the caller's transaction; returns events processed.
 // Logs how long each phase of a batch took (log_min_messages = debug1).
 struct PhaseClock {
-  TimestampTz at = GetCurrentTimestamp();
+  TimestampTz start = GetCurrentTimestamp();
+  TimestampTz at = start;
+  double total_ms() const { return (GetCurrentTimestamp() - start) / 1000.0; }
   void mark(const char* phase) {
     TimestampTz now = GetCurrentTimestamp();
     elog(DEBUG1, "cdp processor: %s took %.1f ms", phase, (now - at) / 1000.0);
@@ -535,9 +537,10 @@ int64_t process_batch(int limit, bool from_worker) {
               {spi::int8_array(pa_profile), spi::text_array(pa_group), spi::timestamptz_array(pa_seen)},
               SPI_OK_INSERT);
     spi::exec("update cdp.processor_state set cursor_txid = $1::xid8, cursor_event = $2,"
-              " processed_total = processed_total + $3, last_batch = $3, last_run_at = clock_timestamp()",
+              " processed_total = processed_total + $3, last_batch = $3, last_run_at = clock_timestamp(),"
+              " last_batch_ms = $4",
               {spi::str(b.txids.back()), spi::int8(b.events.back().id),
-                           spi::int4(static_cast<int>(b.events.size()))},
+               spi::int4(static_cast<int>(b.events.size())), spi::float8(clock.total_ms())},
               SPI_OK_UPDATE);
   });
   call([&] { clock.mark("write"); });

@@ -74,6 +74,7 @@ Arg str(const std::string& s) {
 }
 Arg int8(int64_t v) { return {INT8OID, Int64GetDatum(v), false}; }
 Arg int4(int v) { return {INT4OID, Int32GetDatum(v), false}; }
+Arg float8(double v) { return {FLOAT8OID, Float8GetDatum(v), false}; }
 Arg timestamptz(Micros t) { return {TIMESTAMPTZOID, TimestampTzGetDatum(to_pg(t)), false}; }
 
 Arg text_array(const std::vector<std::string>& v, bool empty_is_null) {

@@ -23,6 +23,7 @@ struct Arg {
 Arg str(const std::string& s);  // text; empty string: NULL
 Arg int8(int64_t v);
 Arg int4(int v);
+Arg float8(double v);
 Arg timestamptz(Micros t);
 Arg text_array(const std::vector<std::string>& v, bool empty_is_null = false);
 Arg int8_array(const std::vector<int64_t>& v);
