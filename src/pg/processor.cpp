@@ -51,7 +51,7 @@ namespace cdp::pg {
 namespace {
 
 bool processor_enabled = true;
-int batch_size = 2000;
+int batch_size = 5000;
 int max_merges = 100;
 int max_identifiers = 1000;
 char* worker_database_name() { return GetConfigOptionByName("cdp.database", nullptr, false); }
@@ -67,7 +67,7 @@ bool wake_on_commit = false;
 bool callback_registered = false;
 using worker::shutdown_requested;
 // Size of the last batch's identity graph, reported by cdp.rebuild_identities().
-size_t last_graph_identities = 0, last_graph_bytes = 0;
+size_t last_graph_identities = 0, last_graph_bytes = 0, last_graph_text = 0;
 
 void request_shmem() {
   if (prev_request) prev_request();
@@ -317,6 +317,7 @@ int64_t process_batch(int limit, bool from_worker) {
   call([&] { clock.mark("resolve"); });
   last_graph_identities = resolver.identity_count();
   last_graph_bytes = resolver.memory_bytes();
+  last_graph_text = resolver.text_bytes();
 
   // Real ids for the new profiles.
   std::unordered_map<int64_t, int64_t> real;
@@ -663,9 +664,11 @@ int64_t rebuild() {
     if (n < 1000000) break;
   }
   call([&] {
-    ereport(NOTICE, (errmsg("cdp: identity graph of the last pass: %zu identifiers in %zu bytes (%.1f bytes each)",
+    double n = last_graph_identities ? double(last_graph_identities) : 1.0;
+    ereport(NOTICE, (errmsg("cdp: identity graph of the last pass: %zu identifiers in %zu bytes: "
+                            "%.1f bytes of structure + %.1f bytes of identifier text each",
                             last_graph_identities, last_graph_bytes,
-                            last_graph_identities ? double(last_graph_bytes) / last_graph_identities : 0.0)));
+                            (last_graph_bytes - last_graph_text) / n, last_graph_text / n)));
   });
   return total;
 }
@@ -757,7 +760,7 @@ void define_processor_gucs() {
                            "Without it, call cdp.process_pending() to process events.",
                            &processor_enabled, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.processor_batch_size", "Most events the processor handles in one transaction.",
-                          nullptr, &batch_size, 2000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+                          nullptr, &batch_size, 5000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.max_merges_per_profile",
                           "Guard rail: a profile that would pass this many merges takes no more and is flagged.",
                           nullptr, &max_merges, 100, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
