@@ -168,6 +168,30 @@ struct Batch {
   std::vector<std::string> txids;
 };
 
+// The columns an EventFacts is read from, in order (12 of them), and the reader.
+#define EVENT_FACTS_COLUMNS                                                                      \
+  " e.id, e.type, e.source_id, e.message_id, coalesce(e.user_id, ''),"                          \
+  " coalesce(e.anonymous_id, ''), coalesce(e.previous_id, ''), coalesce(e.group_id, ''),"       \
+  " e.\"timestamp\", coalesce(e.traits::text, ''), coalesce(e.context::text, ''),"             \
+  " coalesce(e.properties::text, '') "
+
+EventFacts event_facts(uint64 r, int first) {
+  EventFacts e;
+  e.id = spi::get_int8(r, first);
+  e.type = parse_message_type(spi::get_text(r, first + 1)).value_or(MessageType::Track);
+  e.source_id = spi::get_int4(r, first + 2);
+  e.message_id = spi::get_text(r, first + 3);
+  e.user_id = spi::get_text(r, first + 4);
+  e.anonymous_id = spi::get_text(r, first + 5);
+  e.previous_id = spi::get_text(r, first + 6);
+  e.group_id = spi::get_text(r, first + 7);
+  e.timestamp = spi::get_timestamptz(r, first + 8);
+  e.traits = spi::get_text(r, first + 9);
+  e.context = spi::get_text(r, first + 10);
+  e.properties = spi::get_text(r, first + 11);
+  return e;
+}
+
 Batch read_events(int limit, bool from_worker) {
   Batch b;
   call([&] {
@@ -179,10 +203,7 @@ Batch read_events(int limit, bool from_worker) {
     int64_t cursor_event = spi::get_int8(0, 3);
     // The cursor goes in as parameters, so that it bounds the index scan.
     uint64 n = spi::exec(
-        "select e.id, e.txid::text, e.type, e.source_id, e.message_id, coalesce(e.user_id, ''),"
-        " coalesce(e.anonymous_id, ''), coalesce(e.previous_id, ''), coalesce(e.group_id, ''),"
-        " e.\"timestamp\", coalesce(e.traits::text, ''), coalesce(e.context::text, ''),"
-        " coalesce(e.properties::text, '')"
+        "select e.txid::text," EVENT_FACTS_COLUMNS
         " from cdp.events e"
         " where (e.txid, e.id) > ($2::xid8, $3) and e.txid < $4::xid8"
         " order by e.txid, e.id limit $1",
@@ -190,20 +211,8 @@ Batch read_events(int limit, bool from_worker) {
     b.events.resize(n);
     b.txids.resize(n);
     for (uint64 r = 0; r < n; r++) {
-      EventFacts& e = b.events[r];
-      e.id = spi::get_int8(r, 1);
-      b.txids[r] = spi::get_text(r, 2);
-      e.type = parse_message_type(spi::get_text(r, 3)).value_or(MessageType::Track);
-      e.source_id = spi::get_int4(r, 4);
-      e.message_id = spi::get_text(r, 5);
-      e.user_id = spi::get_text(r, 6);
-      e.anonymous_id = spi::get_text(r, 7);
-      e.previous_id = spi::get_text(r, 8);
-      e.group_id = spi::get_text(r, 9);
-      e.timestamp = spi::get_timestamptz(r, 10);
-      e.traits = spi::get_text(r, 11);
-      e.context = spi::get_text(r, 12);
-      e.properties = spi::get_text(r, 13);
+      b.txids[r] = spi::get_text(r, 1);
+      b.events[r] = event_facts(r, 2);
     }
   });
   return b;
@@ -557,23 +566,11 @@ void refold(const std::vector<int64_t>& profiles) {
   std::vector<std::pair<int64_t, EventFacts>> events;
   call([&] {
     uint64 n = spi::exec(
-        "select m.canonical_id, e.id, e.type, e.source_id, e.message_id, e.\"timestamp\","
-        " coalesce(e.traits::text, ''), coalesce(e.context::text, ''), coalesce(e.properties::text, '')"
+        "select m.canonical_id," EVENT_FACTS_COLUMNS
         " from cdp.event_profiles ep join cdp.profile_map m on m.profile_id = ep.profile_id"
         " join cdp.events e on e.id = ep.event_id where m.canonical_id = any($1)",
         {spi::int8_array(profiles)}, SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) {
-      EventFacts e;
-      e.id = spi::get_int8(r, 2);
-      e.type = parse_message_type(spi::get_text(r, 3)).value_or(MessageType::Track);
-      e.source_id = spi::get_int4(r, 4);
-      e.message_id = spi::get_text(r, 5);
-      e.timestamp = spi::get_timestamptz(r, 6);
-      e.traits = spi::get_text(r, 7);
-      e.context = spi::get_text(r, 8);
-      e.properties = spi::get_text(r, 9);
-      events.emplace_back(spi::get_int8(r, 1), std::move(e));
-    }
+    for (uint64 r = 0; r < n; r++) events.emplace_back(spi::get_int8(r, 1), event_facts(r, 2));
   });
   for (auto& [p, e] : events) {
     ProfileAgg& a = agg[p];
