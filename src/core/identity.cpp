@@ -45,6 +45,7 @@ std::optional<std::string> normalise_phone(std::string_view raw, const std::stri
     digits.erase(0, 2);
     international = true;
   }
+  if (digits.size() < 7) return std::nullopt;  // before any country code is added
   if (!international && !country.empty() && digits.size() <= 10) digits = country + digits;
   if (digits.size() < 7 || digits.size() > 15) return std::nullopt;
   return digits;

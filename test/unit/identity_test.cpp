@@ -167,6 +167,7 @@ TEST(IdentityNormalise, PhoneTooShortOrTooLongIsNoIdentifier) {
   EXPECT_EQ(norm(r, "phone", "12345"), std::nullopt);
   EXPECT_EQ(norm(r, "phone", "+12345"), std::nullopt);
   EXPECT_EQ(norm(r, "phone", "+123456"), std::nullopt);
+  EXPECT_EQ(norm(r, "phone", "123456"), std::nullopt) << "6 digits stay too short even with a country code";
   EXPECT_EQ(norm(r, "phone", "+1234567"), "1234567");
   EXPECT_EQ(norm(r, "phone", "+1234567890123456"), std::nullopt) << "16 digits: longer than E.164";
   EXPECT_EQ(norm(r, "phone", "no digits at all"), std::nullopt);
