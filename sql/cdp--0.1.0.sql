@@ -331,7 +331,7 @@ select t.type, t.paths, t.normalise, t.max_per_profile, t.priority,
 create function cdp.check_identifier_types() returns trigger
 as 'MODULE_PATHNAME', 'cdp_check_identifier_types' language c;
 comment on function cdp.check_identifier_types() is 'Trigger: refuses a change to cdp.identifier_types whose rules do not compile (e.g. a bad regular expression), naming the type and pattern.';
-create trigger identifier_types_compile after insert or update on cdp.identifier_types
+create trigger identifier_types_compile after insert or update or delete or truncate on cdp.identifier_types
   for each statement execute function cdp.check_identifier_types();
 
 create table cdp.trait_rules (
@@ -344,6 +344,11 @@ comment on table cdp.trait_rules is 'How each profile trait merges when values d
 comment on column cdp.trait_rules.trait is 'The trait name (a top-level key of profiles.traits).';
 comment on column cdp.trait_rules.strategy is 'last: latest event timestamp wins; first: earliest wins; max / min: largest or smallest value; source_priority: the first listed source wins.';
 comment on column cdp.trait_rules.source_priority is 'For source_priority: source ids, strongest first; unlisted sources rank last.';
+create function cdp.rules_changed() returns trigger
+as 'MODULE_PATHNAME', 'cdp_rules_changed' language c;
+comment on function cdp.rules_changed() is 'Trigger: when the transaction commits, processors read cdp.trait_rules again (they cache the rules between batches).';
+create trigger trait_rules_changed after insert or update or delete or truncate on cdp.trait_rules
+  for each statement execute function cdp.rules_changed();
 comment on column cdp.trait_rules.from_path is 'Also take the trait from this path of any event (properties.plan, context.traits.plan).';
 
 create sequence cdp.profile_id_seq;

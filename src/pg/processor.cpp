@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <memory>
 #include <set>
 #include <unordered_map>
 
@@ -21,6 +22,9 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "port/atomics.h"
+#include "utils/lsyscache.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -44,6 +48,7 @@ PG_FUNCTION_INFO_V1(cdp_process_pending);
 PG_FUNCTION_INFO_V1(cdp_normalise_identifier);
 PG_FUNCTION_INFO_V1(cdp_unmerge);
 PG_FUNCTION_INFO_V1(cdp_check_identifier_types);
+PG_FUNCTION_INFO_V1(cdp_rules_changed);
 PG_FUNCTION_INFO_V1(cdp_rebuild_identities);
 }
 
@@ -58,12 +63,14 @@ char* worker_database_name() { return GetConfigOptionByName("cdp.database", null
 
 // Shared memory: which process to wake when events commit.
 struct ProcessorShared {
-  int procno;  // the processor worker's PGPROC number, or -1
+  int procno;                     // the processor worker's PGPROC number, or -1
+  pg_atomic_uint64 rules_version;  // bumped when a change to the rule tables commits
 };
 ProcessorShared* shared = nullptr;
 shmem_request_hook_type prev_request = nullptr;
 shmem_startup_hook_type prev_startup = nullptr;
 bool wake_on_commit = false;
+bool rules_changed = false;  // this transaction changed identifier_types or trait_rules
 bool callback_registered = false;
 using worker::shutdown_requested;
 // Size of the last batch's identity graph, reported by cdp.rebuild_identities().
@@ -79,17 +86,29 @@ void startup_shmem() {
   LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
   bool found;
   shared = static_cast<ProcessorShared*>(ShmemInitStruct("cdp processor", sizeof(ProcessorShared), &found));
-  if (!found) shared->procno = -1;
+  if (!found) {
+    shared->procno = -1;
+    pg_atomic_init_u64(&shared->rules_version, 0);
+  }
   LWLockRelease(AddinShmemInitLock);
 }
 
 // A commit that wrote events wakes the processor; a rollback wakes nobody.
+// Called after the commit is visible to new snapshots, so a processor that
+// sees the new rules version also sees the new rules.
 void on_xact(XactEvent event, void*) {
   if (event == XACT_EVENT_COMMIT && wake_on_commit && shared) {
     int procno = shared->procno;
     if (procno >= 0) SetLatch(&ProcGlobal->allProcs[procno].procLatch);
   }
-  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) wake_on_commit = false;
+  if (event == XACT_EVENT_COMMIT && rules_changed && shared) pg_atomic_fetch_add_u64(&shared->rules_version, 1);
+  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) wake_on_commit = rules_changed = false;
+}
+
+void register_xact_callback() {
+  if (callback_registered) return;
+  RegisterXactCallback(on_xact, nullptr);
+  callback_registered = true;
 }
 
 // ---------------------------------------------------------------------------
@@ -159,6 +178,36 @@ TraitRules load_trait_rules() {
         if (v.IsInt()) rules[i].source_priority.push_back(v.GetInt());
   }
   return TraitRules(std::move(rules));
+}
+
+// Rules are cached per process and read again only when a change to the rule
+// tables has committed (the version in shared memory moved), the tables were
+// re-created, or the guard-rail settings changed: loading them costs two
+// queries and compiling regular expressions, too much for every small batch.
+struct RulesCache {
+  uint64 version = 0;
+  Oid relid = InvalidOid;
+  int merges = -1, identifiers = -1;
+  std::unique_ptr<IdentityRules> identity;
+  std::unique_ptr<TraitRules> traits;
+};
+RulesCache rules_cache;
+
+void refresh_rules() {
+  uint64 version = pg_atomic_read_u64(&shared->rules_version);
+  Oid relid = InvalidOid;
+  call([&] { relid = get_relname_relid("identifier_types", get_namespace_oid("cdp", false)); });
+  RulesCache& c = rules_cache;
+  if (c.identity && c.version == version && c.relid == relid && c.merges == max_merges &&
+      c.identifiers == max_identifiers)
+    return;
+  c.identity.reset();  // if loading throws, the next batch tries again
+  c.traits = std::make_unique<TraitRules>(load_trait_rules());
+  c.identity = std::make_unique<IdentityRules>(load_identity_rules());
+  c.version = version;
+  c.relid = relid;
+  c.merges = max_merges;
+  c.identifiers = max_identifiers;
 }
 
 // ---------------------------------------------------------------------------
@@ -309,8 +358,9 @@ int64_t process_batch(int limit, bool from_worker) {
   Batch b = read_events(limit, from_worker);
   if (b.events.empty()) return 0;
   call([&] { clock.mark("read events"); });
-  IdentityRules rules = load_identity_rules();
-  TraitRules trait_rules = load_trait_rules();
+  refresh_rules();
+  const IdentityRules& rules = *rules_cache.identity;
+  const TraitRules& trait_rules = *rules_cache.traits;
 
   int64_t next_temp = 0;
   Resolver resolver(rules, [&] { return --next_temp; });  // new profiles get temporary negative ids
@@ -745,10 +795,7 @@ void worker_loop() {
 }  // namespace
 
 void note_events_written() {
-  if (!callback_registered) {
-    RegisterXactCallback(on_xact, nullptr);
-    callback_registered = true;
-  }
+  register_xact_callback();
   wake_on_commit = true;
 }
 
@@ -815,7 +862,8 @@ Datum cdp_normalise_identifier(PG_FUNCTION_ARGS) {
       value = text_to_cstring(PG_GETARG_TEXT_PP(1));
       if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
     });
-    cdp::IdentityRules rules = cdp::pg::load_identity_rules();
+    cdp::pg::refresh_rules();
+    const cdp::IdentityRules& rules = *cdp::pg::rules_cache.identity;
     cdp::pg::call([] { SPI_finish(); });
     int t = rules.find(type);
     if (t < 0) throw cdp::Error(cdp::ErrorKind::InvalidInput, "type", std::string("\"") + type + "\" is not an identifier type");
@@ -858,7 +906,18 @@ Datum cdp_check_identifier_types(PG_FUNCTION_ARGS) {
       if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
     });
     cdp::pg::load_identity_rules();  // throws cdp::Error naming the type and pattern
-    cdp::pg::call([] { SPI_finish(); });
+    cdp::pg::call([] {
+      SPI_finish();
+      cdp::pg::register_xact_callback();
+    });
+    cdp::pg::rules_changed = true;
     return PointerGetDatum(nullptr);
   });
+}
+
+// Statement trigger on cdp.trait_rules: its commit makes processors reload.
+Datum cdp_rules_changed(PG_FUNCTION_ARGS) {
+  cdp::pg::register_xact_callback();
+  cdp::pg::rules_changed = true;
+  return PointerGetDatum(nullptr);
 }
