@@ -28,6 +28,9 @@ select trait_sources->'plan' as plan_source from cdp.profiles;
 select cdp.profile_id('email', ' ADA@example.com') = cdp.profile_id('user_id', 'u-ada') as same_person;
 select cdp.normalise_identifier('email', ' ADA@example.com'), cdp.normalise_identifier('phone', '(555) 010-7788');
 select cdp.profile_id('email', 'nobody@example.com') as unknown;
+-- A type that does not exist is an error naming it, not a silent NULL.
+select cdp.profile_id('shoe_size', '42');
+select cdp.normalise_identifier('Email', 'ada@example.com');
 
 -- 2. Two people sharing a laptop stay two people: the second login does not merge.
 select cdp.identify(user_id => 'u-bob', anonymous_id => 'laptop', message_id => 'l1');

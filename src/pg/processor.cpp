@@ -844,12 +844,7 @@ void cdp_processor_main(Datum) {
 
 Datum cdp_process_pending(PG_FUNCTION_ARGS) {
   return cdp::pg::entry([&] {
-    cdp::pg::call([] {
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
-    });
-    int64_t n = cdp::pg::process_all(INT32_MAX);
-    cdp::pg::call([] { SPI_finish(); });
-    PG_RETURN_INT64(n);
+    PG_RETURN_INT64(cdp::pg::spi::connected([] { return cdp::pg::process_all(INT32_MAX); }));
   });
 }
 
@@ -860,11 +855,11 @@ Datum cdp_normalise_identifier(PG_FUNCTION_ARGS) {
     cdp::pg::call([&] {
       type = text_to_cstring(PG_GETARG_TEXT_PP(0));
       value = text_to_cstring(PG_GETARG_TEXT_PP(1));
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
     });
-    cdp::pg::refresh_rules();
-    const cdp::IdentityRules& rules = *cdp::pg::rules_cache.identity;
-    cdp::pg::call([] { SPI_finish(); });
+    const cdp::IdentityRules& rules = *cdp::pg::spi::connected([] {
+      cdp::pg::refresh_rules();
+      return cdp::pg::rules_cache.identity.get();
+    });
     int t = rules.find(type);
     if (t < 0) throw cdp::Error(cdp::ErrorKind::InvalidInput, "type", std::string("\"") + type + "\" is not an identifier type");
     auto v = rules.normalise(t, value);
@@ -878,38 +873,21 @@ Datum cdp_normalise_identifier(PG_FUNCTION_ARGS) {
 Datum cdp_unmerge(PG_FUNCTION_ARGS) {
   return cdp::pg::entry([&] {
     int64_t merge_id = PG_GETARG_INT64(0);
-    cdp::pg::call([] {
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
-    });
-    int64_t restored = cdp::pg::unmerge(merge_id);
-    cdp::pg::call([] { SPI_finish(); });
-    PG_RETURN_INT64(restored);
+    PG_RETURN_INT64(cdp::pg::spi::connected([&] { return cdp::pg::unmerge(merge_id); }));
   });
 }
 
 Datum cdp_rebuild_identities(PG_FUNCTION_ARGS) {
-  return cdp::pg::entry([&] {
-    cdp::pg::call([] {
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
-    });
-    int64_t n = cdp::pg::rebuild();
-    cdp::pg::call([] { SPI_finish(); });
-    PG_RETURN_INT64(n);
-  });
+  return cdp::pg::entry([&] { PG_RETURN_INT64(cdp::pg::spi::connected([] { return cdp::pg::rebuild(); })); });
 }
 
 // Statement trigger on cdp.identifier_types: the rules must compile (a bad
 // regular expression would otherwise fail every batch of the processor).
 Datum cdp_check_identifier_types(PG_FUNCTION_ARGS) {
   return cdp::pg::entry([&] {
-    cdp::pg::call([] {
-      if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
-    });
-    cdp::pg::load_identity_rules();  // throws cdp::Error naming the type and pattern
-    cdp::pg::call([] {
-      SPI_finish();
-      cdp::pg::register_xact_callback();
-    });
+    // Compiling throws cdp::Error naming the type and pattern.
+    cdp::pg::spi::connected([] { return cdp::pg::load_identity_rules().types().size(); });
+    cdp::pg::call([] { cdp::pg::register_xact_callback(); });
     cdp::pg::rules_changed = true;
     return PointerGetDatum(nullptr);
   });

@@ -11,6 +11,7 @@ extern "C" {
 #include <vector>
 
 #include "core/timestamp.hpp"
+#include "pg/guard.hpp"
 
 namespace cdp::pg::spi {
 
@@ -38,6 +39,18 @@ inline uint64 exec(const char* sql, std::initializer_list<Arg> args, int expecte
   return exec(sql, args.begin(), static_cast<int>(args.size()), expected);
 }
 uint64 exec(const char* sql, int expected);
+
+// Runs f (C++ that reaches Postgres through pg::call) inside an SPI connection
+// and returns its result. If f throws, the aborting transaction closes SPI.
+template <class F>
+auto connected(F&& f) {
+  call([] {
+    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+  });
+  auto result = f();
+  call([] { SPI_finish(); });
+  return result;
+}
 
 // Result access for the last statement.
 int64_t get_int8(uint64 row, int col, int64_t if_null = 0);
