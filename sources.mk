@@ -16,7 +16,9 @@ CORE_SOURCES = \
 	src/core/http_server.cpp \
 	src/core/identity.cpp \
 	src/core/traits.cpp \
-	src/core/segments.cpp
+	src/core/segments.cpp \
+	src/core/computed.cpp \
+	src/core/audience.cpp
 
 # Glue between Postgres and the core.
 PG_SOURCES = \
@@ -27,4 +29,5 @@ PG_SOURCES = \
 	src/pg/http_worker.cpp \
 	src/pg/spi.cpp \
 	src/pg/worker.cpp \
-	src/pg/processor.cpp
+	src/pg/processor.cpp \
+	src/pg/audience.cpp

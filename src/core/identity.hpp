@@ -60,6 +60,7 @@ struct EventFacts {
   int source_id = 0;
   std::string user_id, anonymous_id, previous_id, group_id;
   std::string traits, context, properties;  // JSON text or empty
+  std::string name;  // track: the event; page/screen: the name; else empty
 };
 
 class IdentityRules {

@@ -179,6 +179,7 @@ struct Rule::Impl {
   std::vector<EventCondition> events;
   bool accounts = false;
   bool time = false;
+  bool relative = false;  // relative dates in trait comparisons
 
   bool eval(uint32_t n, const ProfileView& p, Micros now, size_t account) const {
     const Node& node = nodes[n];
@@ -614,7 +615,7 @@ class Compiler {
 
   void note_time(const Comparison& c) {
     for (const Operand& o : c.values)
-      if (o.kind == Operand::Kind::RelativeTime) out_.time = true;
+      if (o.kind == Operand::Kind::RelativeTime) out_.time = out_.relative = true;
   }
 
   uint32_t event(const Value& v, const std::string& path) {
@@ -762,6 +763,7 @@ const std::vector<std::string>& Rule::account_traits_referenced() const { return
 const std::vector<EventCondition>& Rule::event_conditions() const { return impl_->events; }
 bool Rule::uses_accounts() const { return impl_->accounts; }
 bool Rule::depends_on_time() const { return impl_->time; }
+bool Rule::uses_relative_dates() const { return impl_->relative; }
 
 // ---------------------------------------------------------------------------
 // Segments that refer to segments

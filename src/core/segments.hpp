@@ -221,6 +221,10 @@ class Rule {
   // True when time alone can change the answer (relative dates, event
   // windows): such segments need the periodic sweep.
   bool depends_on_time() const;
+  // True when a trait or computed comparison uses a relative date ("7 days
+  // ago"): no stored state says when the answer flips, so such segments are
+  // re-evaluated over all profiles periodically.
+  bool uses_relative_dates() const;
 
   struct Impl;
 

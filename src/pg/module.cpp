@@ -1,6 +1,7 @@
 // Module entry: refuses to load unless preloaded, defines the GUCs.
 #include "pg/clock.hpp"
 #include "pg/http_worker.hpp"
+#include "pg/audience.hpp"
 #include "pg/processor.hpp"
 
 extern "C" {
@@ -49,6 +50,7 @@ void define_gucs() {
       &test_clock_text, "", PGC_SUSET, 0, check_test_clock, assign_test_clock, nullptr);
   define_http_gucs();
   define_processor_gucs();
+  audience::define_gucs();
   MarkGUCPrefixReserved("cdp");
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/identity.hpp"
 #include "core/traits.hpp"
+#include "pg/audience.hpp"
 #include "pg/guard.hpp"
 #include "pg/spi.hpp"
 #include "pg/worker.hpp"
@@ -217,12 +218,12 @@ struct Batch {
   std::vector<std::string> txids;
 };
 
-// The columns an EventFacts is read from, in order (12 of them), and the reader.
+// The columns an EventFacts is read from, in order (13 of them), and the reader.
 #define EVENT_FACTS_COLUMNS                                                                      \
   " e.id, e.type, e.source_id, e.message_id, coalesce(e.user_id, ''),"                          \
   " coalesce(e.anonymous_id, ''), coalesce(e.previous_id, ''), coalesce(e.group_id, ''),"       \
   " e.\"timestamp\", coalesce(e.traits::text, ''), coalesce(e.context::text, ''),"             \
-  " coalesce(e.properties::text, '') "
+  " coalesce(e.properties::text, ''), coalesce(e.event, e.name, '') "
 
 EventFacts event_facts(uint64 r, int first) {
   EventFacts e;
@@ -238,6 +239,7 @@ EventFacts event_facts(uint64 r, int first) {
   e.traits = spi::get_text(r, first + 9);
   e.context = spi::get_text(r, first + 10);
   e.properties = spi::get_text(r, first + 11);
+  e.name = spi::get_text(r, first + 12);
   return e;
 }
 
@@ -604,6 +606,11 @@ int64_t process_batch(int limit, bool from_worker) {
               SPI_OK_UPDATE);
   });
   call([&] { clock.mark("write"); });
+  std::vector<int64_t> bound(b.events.size(), 0);
+  for (size_t i = 0; i < b.events.size(); i++)
+    if (decisions[i].profile != 0) bound[i] = final_of(decisions[i].profile);
+  audience::after_batch(b.events, bound, merged_away, merged_into);
+  call([&] { clock.mark("segments"); });
   return static_cast<int64_t>(b.events.size());
 }
 
@@ -692,6 +699,7 @@ int64_t unmerge(int64_t merge_id) {
               SPI_OK_UPDATE);
   });
   refold({from, survivor});
+  audience::refresh_profiles({from, survivor});
   return from;
 }
 
@@ -701,7 +709,8 @@ int64_t rebuild() {
   call([] {
     spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
     spi::exec("truncate cdp.identities, cdp.profiles, cdp.profile_map, cdp.profile_merges,"
-              " cdp.identity_refusals, cdp.event_profiles, cdp.accounts, cdp.profile_accounts", SPI_OK_UTILITY);
+              " cdp.identity_refusals, cdp.event_profiles, cdp.accounts, cdp.profile_accounts,"
+              " cdp.profile_computed, cdp.aggregates_built", SPI_OK_UTILITY);
     spi::exec("update cdp.processor_state set cursor_txid = '0', cursor_event = 0", SPI_OK_UPDATE);
   });
   int64_t total = 0;
@@ -710,6 +719,7 @@ int64_t rebuild() {
     total += n;
     if (n < 1000000) break;
   }
+  audience::rebuild_all();
   call([&] {
     double n = last_graph_identities ? double(last_graph_identities) : 1.0;
     ereport(NOTICE, (errmsg("cdp: identity graph of the last pass: %zu identifiers in %zu bytes: "
@@ -769,8 +779,19 @@ void run_maintenance() {
   }
 }
 
+// Segments whose windows moved on, once a second.
+void run_sweep() {
+  try {
+    worker::begin("cdp processor: segment sweep");
+    if (worker::extension_installed()) audience::sweep(true);
+    worker::commit();
+  } catch (const std::exception& e) {
+    worker::abort("cdp processor: segment sweep", e.what());
+  }
+}
+
 void worker_loop() {
-  TimestampTz last_maintenance = 0;
+  TimestampTz last_maintenance = 0, last_sweep = 0;
   while (!shutdown_requested) {
     bool more = true;
     while (more && !shutdown_requested) {
@@ -779,6 +800,10 @@ void worker_loop() {
         last_maintenance = GetCurrentTimestamp();
       }
       more = run_one_batch();
+      if (GetCurrentTimestamp() - last_sweep >= USECS_PER_SEC) {
+        run_sweep();
+        last_sweep = GetCurrentTimestamp();
+      }
       CHECK_FOR_INTERRUPTS();
     }
     int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
@@ -793,6 +818,8 @@ void worker_loop() {
 }
 
 }  // namespace
+
+uint64_t rules_version() { return shared ? pg_atomic_read_u64(&shared->rules_version) : 0; }
 
 void note_events_written() {
   register_xact_callback();

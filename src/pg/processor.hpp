@@ -1,5 +1,6 @@
 // The processor: identity resolution, profiles and traits (see processor.cpp).
 #pragma once
+#include <cstdint>
 
 namespace cdp::pg {
 
@@ -8,5 +9,8 @@ void define_processor_gucs();
 void register_processor();
 // Call when this transaction wrote events: its commit wakes the processor.
 void note_events_written();
+// Moves when a change to identifier_types, trait_rules, segments or
+// computed_traits commits: caches of them are stale.
+uint64_t rules_version();
 
 }  // namespace cdp::pg

@@ -66,6 +66,13 @@ SPIPlanPtr plan_for(const char* sql, const Arg* args, int nargs) {
   return p;
 }
 
+void marshal(const Arg* args, int nargs, Datum* values, char* nulls) {
+  for (int i = 0; i < nargs; i++) {
+    values[i] = args[i].value;
+    nulls[i] = args[i].isnull ? 'n' : ' ';
+  }
+}
+
 }  // namespace
 
 Arg str(const std::string& s) {
@@ -99,16 +106,30 @@ uint64 exec(const char* sql, const Arg* args, int nargs, int expected) {
   SPIPlanPtr p = plan_for(sql, args, nargs);
   Datum values[64];
   char nulls[64];
-  for (int i = 0; i < nargs; i++) {
-    values[i] = args[i].value;
-    nulls[i] = args[i].isnull ? 'n' : ' ';
-  }
+  marshal(args, nargs, values, nulls);
   int rc = SPI_execute_plan(p, values, nulls, false, 0);
   if (rc != expected) elog(ERROR, "cdp: statement failed (%s): %s", SPI_result_code_string(rc), sql);
   return SPI_processed;
 }
 
 uint64 exec(const char* sql, int expected) { return exec(sql, nullptr, 0, expected); }
+
+void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*read)(uint64, void*), void* ctx) {
+  SPIPlanPtr p = plan_for(sql, args, nargs);
+  Datum values[64];
+  char nulls[64];
+  marshal(args, nargs, values, nulls);
+  Portal portal = SPI_cursor_open(nullptr, p, values, nulls, true);
+  if (!portal) elog(ERROR, "cdp: could not open a cursor: %s", sql);
+  for (;;) {
+    SPI_cursor_fetch(portal, true, batch);
+    uint64 n = SPI_processed;
+    if (n == 0) break;
+    read(n, ctx);  // may throw C++: no PG_TRY frame between here and the caller's pg::call
+    SPI_freetuptable(SPI_tuptable);
+  }
+  SPI_cursor_close(portal);
+}
 
 static Datum value(uint64 row, int col, bool* isnull) {
   return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);

@@ -6,6 +6,7 @@ extern "C" {
 #include "executor/spi.h"
 }
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -39,6 +40,17 @@ inline uint64 exec(const char* sql, std::initializer_list<Arg> args, int expecte
   return exec(sql, args.begin(), static_cast<int>(args.size()), expected);
 }
 uint64 exec(const char* sql, int expected);
+
+// Runs `sql` through a cursor, `batch` rows at a time, and calls
+// read(n) after each fetch while the rows are the current result (read them
+// with get_*; read must copy them out and run no statement itself). For
+// results too large to hold at once.
+void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*read)(uint64 n, void* ctx), void* ctx);
+template <class F>
+void each_batch(const char* sql, std::initializer_list<Arg> args, long batch, F&& read) {
+  each_batch(sql, args.begin(), static_cast<int>(args.size()), batch,
+             [](uint64 n, void* f) { (*static_cast<F*>(f))(n); }, &read);
+}
 
 // Runs f (C++ that reaches Postgres through pg::call) inside an SPI connection
 // and returns its result. If f throws, the aborting transaction closes SPI.
