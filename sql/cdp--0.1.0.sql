@@ -590,7 +590,7 @@ create table cdp.outbox (
   occurred_at timestamptz not null,
   created_at  timestamptz not null default clock_timestamp()
 );
-comment on table cdp.outbox is 'Activations waiting for delivery: each segment enter and exit, written in the same transaction as the membership change. The delivery worker reads it.';
+comment on table cdp.outbox is 'Activations waiting for delivery: each segment enter and exit, written in the same transaction as the membership change. Nothing trims it yet: the delivery worker (destinations) is to read it.';
 comment on column cdp.outbox.id is 'Write order.';
 comment on column cdp.outbox.kind is 'segment_enter or segment_exit.';
 comment on column cdp.outbox.profile_id is 'The profile.';
@@ -624,9 +624,16 @@ comment on column cdp.aggregates_built.key is 'Short key of the definition, as i
 comment on column cdp.aggregates_built.definition is 'The canonical definition.';
 comment on column cdp.aggregates_built.built_at is 'When it was backfilled.';
 
-create trigger segments_changed after insert or update or delete or truncate on cdp.segments
+create function cdp.check_audience() returns trigger
+as 'MODULE_PATHNAME', 'cdp_check_audience' language c;
+comment on function cdp.check_audience() is 'Trigger: segments and computed traits must compile together (rules, references, no cycles), however they are written; the commit makes processors reload them.';
+create trigger segments_check after insert or update or delete on cdp.segments
+  for each statement execute function cdp.check_audience();
+create trigger segments_changed after truncate on cdp.segments
   for each statement execute function cdp.rules_changed();
-create trigger computed_traits_changed after insert or update or delete or truncate on cdp.computed_traits
+create trigger computed_traits_check after insert or update or delete on cdp.computed_traits
+  for each statement execute function cdp.check_audience();
+create trigger computed_traits_changed after truncate on cdp.computed_traits
   for each statement execute function cdp.rules_changed();
 
 create function cdp.create_computed_trait(name text, definition jsonb) returns bigint

@@ -67,7 +67,7 @@ class View : public segments::ProfileView {
 }  // namespace
 
 std::string short_key(std::string_view text) {
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = 14695981039346656037ULL;  // the FNV-1a 64-bit offset basis
   for (unsigned char c : text) {
     h ^= c;
     h *= 1099511628211ULL;
@@ -195,7 +195,7 @@ Audience::Outcome Audience::evaluate(ProfileState& p, const Value* traits, const
   out.computed += '}';
   if (segments_.empty()) return out;
   rapidjson::Document values;
-  values.Parse(out.computed.c_str());
+  parse_json(values, out.computed);  // full precision: the numbers just written
   std::map<std::string, bool, std::less<>> members;
   View view(*this, counters_, p, traits, &values, accounts, members);
   for (const Segment& s : segments_) {
@@ -210,7 +210,7 @@ bool Audience::evaluate(const segments::Rule& rule, ProfileState& p, const Value
                         const std::vector<AccountData>& accounts, Micros now) const {
   Outcome o = evaluate(p, traits, accounts, now);
   rapidjson::Document values;
-  values.Parse(o.computed.c_str());
+  parse_json(values, o.computed);
   std::map<std::string, bool, std::less<>> members;
   for (size_t i = 0; i < segments_.size(); i++) members[segments_[i].name] = o.members[i];
   View view(*this, counters_, p, traits, &values, accounts, members);

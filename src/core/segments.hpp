@@ -70,7 +70,9 @@
 // of = != < <= > >=. "within" is {"days"|"hours"|"minutes": N} (N >= 1, at most
 // 100 years); without it, all time. An event at time t counts while
 // now < t + window (EventCondition::in_window): at exactly t + window it no
-// longer does. "where" filters are {"property": NAME, "op": OP, "value": V}
+// longer does. (The database keeps counts in the time buckets of
+// core/computed.hpp, where an event leaves up to 1% of the window early.)
+// "where" filters are {"property": NAME, "op": OP, "value": V}
 // on the event's properties (dotted paths allowed), all of which must hold;
 // they take any operator but no relative dates.
 //

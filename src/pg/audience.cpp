@@ -41,6 +41,7 @@ PG_FUNCTION_INFO_V1(cdp_evaluate_segments);
 PG_FUNCTION_INFO_V1(cdp_run_segment_sweep);
 PG_FUNCTION_INFO_V1(cdp_evaluate);
 PG_FUNCTION_INFO_V1(cdp_preview_segment);
+PG_FUNCTION_INFO_V1(cdp_check_audience);
 }
 
 namespace cdp::pg::audience {
@@ -533,6 +534,17 @@ int64_t create_segment(const std::string& name, const std::string& rule, const s
   under("rule", [&] { return segments::Rule::compile(rule); });
   if (exists("select 1 from cdp.segments where name = $1", name))
     throw Error(ErrorKind::InvalidInput, "name", "a segment named \"" + name + "\" already exists");
+  // References and cycles are checked before the insert, so that the error
+  // names the argument ("rule") rather than the stored row.
+  Definitions with = read_definitions();
+  with.segments.push_back({0, name, rule});
+  under("rule", [&] {
+    try {
+      return Audience(with.segments, with.computed).segments().size();
+    } catch (const Error& e) {
+      throw Error(e.kind(), "", std::string(e.what()).substr(e.field().empty() ? 0 : e.field().size() + 2));
+    }
+  });
   call([&] {
     spi::Arg desc = spi::str(description);
     if (!has_description) desc.isnull = true;
@@ -540,13 +552,7 @@ int64_t create_segment(const std::string& name, const std::string& rule, const s
               {spi::str(name), spi::str(rule), desc}, SPI_OK_INSERT);
   });
   Definitions d = read_definitions();
-  Audience a = under("rule", [&] {
-    try {
-      return Audience(d.segments, d.computed);
-    } catch (const Error& e) {  // the new rule refers to a missing segment, or closes a cycle
-      throw Error(e.kind(), "", std::string(e.what()).substr(e.field().empty() ? 0 : e.field().size() + 2));
-    }
-  });
+  Audience a(d.segments, d.computed);
   evaluate_all(a);
   int64_t members = 0;
   call([&] {
@@ -869,5 +875,20 @@ Datum cdp_preview_segment(PG_FUNCTION_ARGS) {
       result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
     });
     return result;
+  });
+}
+
+// Statement trigger on cdp.segments and cdp.computed_traits: what is stored
+// must compile together (a bad rule written straight into the table would
+// otherwise fail every processor batch); its commit makes processors reload.
+Datum cdp_check_audience(PG_FUNCTION_ARGS) {
+  return entry([&] {
+    spi::connected([] {
+      audience::Definitions d = audience::read_definitions();
+      cdp::Audience check(d.segments, d.computed);  // throws naming the segment or trait and the path
+      return check.segments().size();
+    });
+    call([] { note_rules_changed(); });
+    return PointerGetDatum(nullptr);
   });
 }

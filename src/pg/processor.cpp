@@ -819,6 +819,11 @@ void worker_loop() {
 
 }  // namespace
 
+void note_rules_changed() {
+  register_xact_callback();
+  rules_changed = true;
+}
+
 uint64_t rules_version() { return shared ? pg_atomic_read_u64(&shared->rules_version) : 0; }
 
 void note_events_written() {

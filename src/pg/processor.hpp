@@ -12,5 +12,7 @@ void note_events_written();
 // Moves when a change to identifier_types, trait_rules, segments or
 // computed_traits commits: caches of them are stale.
 uint64_t rules_version();
+// This transaction changed rule tables: its commit moves rules_version.
+void note_rules_changed();
 
 }  // namespace cdp::pg

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include "core/computed.hpp"
 #include "core/json_util.hpp"
 #include "core/message.hpp"
 #include "core/payload.hpp"
@@ -39,5 +40,22 @@ inline rapidjson::Document json(std::string_view text) {
 
 // True when two JSON texts hold the same value.
 inline bool same_json(std::string_view a, std::string_view b) { return json(a) == json(b); }
+
+// One event of a profile, held in memory, for the computed-trait and
+// audience tests.
+struct Event {
+  int64_t id;
+  MessageType type;
+  std::string name;
+  Micros time;
+  rapidjson::Document properties;
+
+  computed::EventInput input() const { return {id, type, name, time, &properties}; }
+};
+
+inline Event ev(int64_t id, Micros time, std::string_view properties = "{}", std::string name = "Order Completed",
+                MessageType type = MessageType::Track) {
+  return Event{id, type, std::move(name), time, json(properties)};
+}
 
 }  // namespace cdp::test

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Segment benchmarks (issue 5), each beside its baseline, same run:
+#  1. Bulk: 20 segments over PROFILES generated profiles (and their events)
+#     evaluated by cdp.evaluate_segments() in one pass, versus the 20
+#     equivalent plain SQL queries over the same tables. Target: >= 10x.
+#     Reported twice: the first pass (builds the event counters from the
+#     events table and writes every membership) and a re-evaluation.
+#  2. Processor throughput with 20 segments and 10 computed traits, versus
+#     the same events with none, same run. Target: >= 20k events/s.
+#  3. Latency, event committed -> membership change committed, from commit
+#     timestamps in the tables (track_commit_timestamp), with events arriving
+#     at RATE/s through cdp.track (pgbench --rate) and the processor worker
+#     on. Target: p99 < 20 ms.
+#
+# Usage: bench/segments.sh [PROFILES] [EVENTS] [RATE]   (defaults 1000000 200000 5000)
+# Needs: make install done, build/cdp-eventgen built (./dev bench does both).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/test/lib.sh"
+source "$ROOT/bench/lib.sh"
+PROFILES=${1:-1000000}
+EVENTS=${2:-200000}
+RATE=${3:-5000}
+
+DIR=""
+trap 'bench_cluster_down "$DIR"' EXIT
+CDP_BENCH_PROCESSOR=on bench_cluster_up DIR "track_commit_timestamp = on" "work_mem = 256MB" \
+  "maintenance_work_mem = 512MB"
+q() { cluster_psql "$DIR" cdp -tA "$@"; }
+now_ms() { date +%s%3N; }
+q -c "update cdp.processor_state set paused = true" >/dev/null
+
+# The 20 segments, as cdp rules. Their SQL equivalents follow, in the same order.
+SEGMENTS=$(cat <<'EOF'
+pro|{"trait": "plan", "op": "=", "value": "pro"}
+not_free|{"trait": "plan", "op": "!=", "value": "free"}
+young|{"trait": "age", "op": "<", "value": 25}
+big_spender|{"trait": "ltv", "op": ">=", "value": 1000}
+eu|{"trait": "country", "op": "in", "value": ["FR", "DE", "IT"]}
+golfers|{"trait": "interests", "op": "contains", "value": "golf"}
+example_mail|{"trait": "email", "op": "starts_with", "value": "user1"}
+has_phone|{"trait": "phone", "op": "exists"}
+mid_age|{"trait": "age", "op": "between", "value": [30, 40]}
+signed_2024|{"trait": "signup_at", "op": ">=", "value": "2024-06-01"}
+buyers|{"event": "Order Completed", "count": {"op": ">=", "value": 2}, "within": {"days": 30}, "where": [{"property": "revenue", "op": ">", "value": 50}]}
+pricing_viewers|{"event": "Pricing", "type": "page", "count": {"op": ">=", "value": 3}, "within": {"days": 7}}
+no_trial|{"not": {"event": "Trial Started", "within": {"days": 7}}}
+pricing_no_trial|{"and": [{"segment": "pricing_viewers"}, {"segment": "no_trial"}]}
+pro_buyers|{"and": [{"segment": "pro"}, {"segment": "buyers"}]}
+eu_or_young|{"or": [{"segment": "eu"}, {"segment": "young"}]}
+any_order|{"event": "Order Completed"}
+logins_3|{"event": "Signed In", "count": {"op": ">=", "value": 3}}
+fr_pro_spender|{"and": [{"trait": "country", "op": "=", "value": "FR"}, {"trait": "plan", "op": "=", "value": "pro"}, {"trait": "ltv", "op": ">", "value": 500}]}
+not_pro_golf|{"and": [{"not": {"trait": "plan", "op": "=", "value": "pro"}}, {"trait": "interests", "op": "contains", "value": "golf"}]}
+EOF
+)
+# Each query returns the profile ids of one segment, from the same data.
+EV="cdp.events e join cdp.event_profiles ep on ep.event_id = e.id join cdp.profile_map m on m.profile_id = ep.profile_id"
+SQL_QUERIES=(
+  "select profile_id from cdp.profiles where traits->>'plan' = 'pro'"
+  "select profile_id from cdp.profiles where traits->>'plan' <> 'free'"
+  "select profile_id from cdp.profiles where jsonb_typeof(traits->'age') = 'number' and (traits->>'age')::numeric < 25"
+  "select profile_id from cdp.profiles where jsonb_typeof(traits->'ltv') = 'number' and (traits->>'ltv')::numeric >= 1000"
+  "select profile_id from cdp.profiles where traits->>'country' in ('FR', 'DE', 'IT')"
+  "select profile_id from cdp.profiles where traits->'interests' ? 'golf'"
+  "select profile_id from cdp.profiles where traits->>'email' like 'user1%'"
+  "select profile_id from cdp.profiles where traits ? 'phone' and traits->'phone' <> 'null'"
+  "select profile_id from cdp.profiles where jsonb_typeof(traits->'age') = 'number' and (traits->>'age')::numeric between 30 and 40"
+  "select profile_id from cdp.profiles where traits->>'signup_at' >= '2024-06-01'"
+  "select m.canonical_id from $EV where e.event = 'Order Completed' and e.timestamp > now() - interval '30 days' and (e.properties->>'revenue')::numeric > 50 group by 1 having count(*) >= 2"
+  "select m.canonical_id from $EV where e.type = 'page' and e.name = 'Pricing' and e.timestamp > now() - interval '7 days' group by 1 having count(*) >= 3"
+  "select profile_id from cdp.profiles except select m.canonical_id from $EV where e.event = 'Trial Started' and e.timestamp > now() - interval '7 days'"
+  "(select m.canonical_id from $EV where e.type = 'page' and e.name = 'Pricing' and e.timestamp > now() - interval '7 days' group by 1 having count(*) >= 3) except select m.canonical_id from $EV where e.event = 'Trial Started' and e.timestamp > now() - interval '7 days'"
+  "select profile_id from cdp.profiles where traits->>'plan' = 'pro' intersect select m.canonical_id from $EV where e.event = 'Order Completed' and e.timestamp > now() - interval '30 days' and (e.properties->>'revenue')::numeric > 50 group by 1 having count(*) >= 2"
+  "select profile_id from cdp.profiles where traits->>'country' in ('FR', 'DE', 'IT') or (jsonb_typeof(traits->'age') = 'number' and (traits->>'age')::numeric < 25)"
+  "select distinct m.canonical_id from $EV where e.event = 'Order Completed'"
+  "select m.canonical_id from $EV where e.event = 'Signed In' group by 1 having count(*) >= 3"
+  "select profile_id from cdp.profiles where traits->>'country' = 'FR' and traits->>'plan' = 'pro' and (traits->>'ltv')::numeric > 500"
+  "select profile_id from cdp.profiles where coalesce(traits->>'plan', '') <> 'pro' and traits->'interests' ? 'golf'"
+)
+
+# ---- 1. bulk: generated profiles and events, written straight to the tables ----
+log "segments: generating $PROFILES profiles and $((PROFILES * 2)) events"
+q -c "
+insert into cdp.profiles (profile_id, traits, first_seen, last_seen, event_count)
+select i, jsonb_strip_nulls(jsonb_build_object(
+    'plan', (array['free', 'pro', 'enterprise'])[1 + i % 3],
+    'country', (array['FR', 'DE', 'US', 'GB', 'IT', 'ES'])[1 + (i / 3) % 6],
+    'age', 18 + (i * 7) % 60,
+    'ltv', ((i * 13) % 2000) * 1.0,
+    'email', 'user' || i || '@example.com',
+    'phone', case when i % 4 = 0 then '+3361234' || i end,
+    'signup_at', to_char(date '2023-06-01' + (i % 600), 'YYYY-MM-DD'),
+    'interests', case when i % 5 = 0 then '[\"golf\", \"tennis\"]'::jsonb else '[\"chess\"]'::jsonb end)),
+  now(), now(), 2
+from generate_series(1, $PROFILES) i;
+insert into cdp.profile_map select i, i from generate_series(1, $PROFILES) i;
+select setval('cdp.profile_id_seq', $PROFILES);
+insert into cdp.events (received_at, source_id, message_id, type, event, name, user_id, \"timestamp\", properties)
+select now(), 1, 'g' || i, case when k = 1 then 'page' else 'track' end,
+       case k when 0 then 'Order Completed' when 2 then 'Trial Started' when 3 then 'Signed In' end,
+       case when k = 1 then 'Pricing' end,
+       'u' || (1 + (i::int8 * 7919) % $PROFILES), now() - ((i % 40) || ' days')::interval,
+       jsonb_build_object('revenue', (i * 31) % 200)
+  from generate_series(1, $((PROFILES * 2))) i, lateral (select (i % 4) as k) x;
+insert into cdp.event_profiles select id, 1 + ((substr(user_id, 2)::int8 - 1)) from cdp.events;
+analyze;" >/dev/null
+
+log "segments: the 20 SQL queries"
+t0=$(now_ms)
+sql_counts=()
+for sql in "${SQL_QUERIES[@]}"; do
+  sql_counts+=("$(q -c "select count(*) from ($sql) s")")
+done
+t1=$(now_ms)
+sql_ms=$((t1 - t0))
+
+log "segments: cdp.evaluate_segments(), first pass (builds counters, writes memberships)"
+while IFS='|' read -r name rule; do
+  q -c "insert into cdp.segments (name, rule) values ('$name', '$rule')" >/dev/null
+done <<<"$SEGMENTS"
+t0=$(now_ms)
+q -c "select cdp.evaluate_segments()" >/dev/null
+t1=$(now_ms)
+first_ms=$((t1 - t0))
+t0=$(now_ms)
+q -c "select cdp.evaluate_segments()" >/dev/null
+t1=$(now_ms)
+again_ms=$((t1 - t0))
+
+# Both sides must agree, segment by segment.
+same=yes
+i=0
+while IFS='|' read -r name rule; do
+  n=$(q -c "select members from cdp.segment_sizes where name = '$name'")
+  if [ "$n" != "${sql_counts[$i]}" ]; then
+    same=NO
+    echo "  segment $name: cdp $n, SQL ${sql_counts[$i]}" >&2
+  fi
+  i=$((i + 1))
+done <<<"$SEGMENTS"
+
+# ---- 2. processor throughput, with and without 20 segments + 10 computed traits ----
+COMPUTED=$(cat <<'EOF'
+orders|{"kind": "count", "event": "Order Completed"}
+orders_30d|{"kind": "count", "event": "Order Completed", "within": {"days": 30}}
+revenue|{"kind": "sum", "event": "Order Completed", "property": "revenue"}
+revenue_7d|{"kind": "sum", "event": "Order Completed", "property": "revenue", "within": {"days": 7}}
+max_order|{"kind": "max", "event": "Order Completed", "property": "revenue"}
+avg_order|{"kind": "avg", "event": "Order Completed", "property": "revenue", "within": {"days": 90}}
+first_product|{"kind": "first", "event": "Product Viewed", "property": "product_id"}
+last_page|{"kind": "last", "type": "page", "property": "path"}
+top_product|{"kind": "most_frequent", "event": "Product Viewed", "property": "product_id"}
+products_seen|{"kind": "unique", "event": "Product Viewed", "property": "product_id", "limit": 20}
+EOF
+)
+processor_run() {  # processor_run WITH_AUDIENCE -> events/s
+  cluster_psql "$DIR" cdp -c "drop extension cdp" -c "create extension cdp" \
+    -c "update cdp.processor_state set paused = true" >/dev/null
+  if [ "$1" = yes ]; then
+    while IFS='|' read -r name def; do
+      q -c "select cdp.create_computed_trait('$name', '$def')" >/dev/null
+    done <<<"$COMPUTED"
+    while IFS='|' read -r name rule; do
+      q -c "select cdp.create_segment('$name', '$rule')" >/dev/null
+    done <<<"$SEGMENTS"
+  fi
+  while IFS= read -r line; do
+    printf "select count(*) from cdp.ingest(\$j\$%s\$j\$);\n" "$line"
+  done <"$DIR/events.jsonl" | cluster_psql "$DIR" cdp -tA >/dev/null
+  q -c "vacuum analyze cdp.events" >/dev/null
+  local t0 t1 n
+  t0=$(now_ms)
+  n=$(q -c "select cdp.process_pending()")
+  t1=$(now_ms)
+  awk -v n="$n" -v ms="$((t1 - t0))" 'BEGIN { printf "%.0f", n * 1000 / (ms > 0 ? ms : 1) }'
+}
+"$ROOT/build/cdp-eventgen" --count "$EVENTS" --batch 500 --users $((EVENTS / 20)) >"$DIR/events.jsonl"
+log "segments: processor throughput, $EVENTS events, no segments"
+plain_rate=$(processor_run no)
+log "segments: processor throughput, $EVENTS events, 20 segments + 10 computed traits"
+audience_rate=$(processor_run yes)
+
+# ---- 3. latency at RATE events/s, processor worker on ----
+log "segments: latency at $RATE events/s for 20 s (pgbench --rate, 10 events per cdp.ingest), processor on"
+q -c "update cdp.processor_state set paused = false" >/dev/null
+cat >"$DIR/track.sql" <<'EOF'
+\set u random(1, 1000000000)
+select count(*) from cdp.ingest(jsonb_build_object('batch', (select jsonb_agg(jsonb_build_object('type', 'track',
+  'userId', 'lat-' || (:u::int8 * 10 + g), 'event', 'Order Completed', 'properties', jsonb_build_object('revenue', 100)))
+  from generate_series(1, 10) g)));
+EOF
+chmod 644 "$DIR/track.sql"
+since=$(q -c "select coalesce(max(id), 0) from cdp.outbox")
+bench_with_pg "$DIR" "$PG_BIN/pgbench" -n -c 4 -j 2 -R "$((RATE / 10))" -T 20 -f "$DIR/track.sql" cdp >"$DIR/pgbench.out" 2>&1 || true
+sleep 2
+achieved=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$DIR/pgbench.out" | head -1 | awk '{ printf "%.0f", $1 * 10 }')
+# The segment "any_order" takes every new user at their first event: the
+# delay between the two commits is the real-time path end to end.
+read -r lat_n lat_p50 lat_p99 < <(q -F ' ' -c "
+  with enters as (
+    select o.profile_id, pg_xact_commit_timestamp(o.xmin) as entered
+      from cdp.outbox o join cdp.segments s using (segment_id)
+     where o.id > $since and o.kind = 'segment_enter' and s.name = 'any_order'),
+  lat as (
+    select extract(epoch from (x.entered - pg_xact_commit_timestamp(e.xmin))) * 1000 as ms
+      from enters x join cdp.event_profiles ep on ep.profile_id = x.profile_id
+      join cdp.events e on e.id = ep.event_id)
+  select count(*), round(percentile_cont(0.5) within group (order by ms)::numeric, 1),
+         round(percentile_cont(0.99) within group (order by ms)::numeric, 1) from lat")
+
+speedup=$(awk -v s="$sql_ms" -v c="$first_ms" 'BEGIN { printf "%.1f", s / (c > 0 ? c : 1) }')
+speedup2=$(awk -v s="$sql_ms" -v c="$again_ms" 'BEGIN { printf "%.1f", s / (c > 0 ? c : 1) }')
+cat <<EOF
+
+segments benchmark: $PROFILES profiles, $((PROFILES * 2)) events, 20 segments
+                               cdp                baseline (20 SQL queries)
+  bulk, first pass             ${first_ms} ms          ${sql_ms} ms    ${speedup}x  (target >= 10x)
+  bulk, re-evaluation          ${again_ms} ms          ${sql_ms} ms    ${speedup2}x
+  same members                 $same
+processor, $EVENTS events      ${audience_rate} ev/s with 20 segments + 10 computed traits, ${plain_rate} ev/s without  (target >= 20000)
+latency at ${achieved:-?} events/s  n=${lat_n} p50 ${lat_p50} ms  p99 ${lat_p99} ms  (target p99 < 20 ms)
+EOF
+bench_summary "20 segments over ${PROFILES} profiles, first pass" "${first_ms} ms" "${sql_ms} ms (20 SQL queries)" "${speedup}x" ">= 10x" \
+  "$(awk -v s="$speedup" 'BEGIN { print (s >= 10) ? "yes" : "no" }')"
+bench_summary "20 segments over ${PROFILES} profiles, re-evaluation" "${again_ms} ms" "${sql_ms} ms (20 SQL queries)" "${speedup2}x" ">= 10x" \
+  "$(awk -v s="$speedup2" 'BEGIN { print (s >= 10) ? "yes" : "no" }')"
+bench_summary "processor, 20 segments + 10 computed traits" "${audience_rate} ev/s" "${plain_rate} ev/s (none)" "-" ">= 20000/s" \
+  "$(awk -v r="$audience_rate" 'BEGIN { print (r >= 20000) ? "yes" : "no" }')"
+bench_summary "event -> membership commit, ${achieved:-?} ev/s" "p99 ${lat_p99} ms (p50 ${lat_p50})" "-" "-" "p99 < 20 ms" \
+  "$(awk -v p="${lat_p99:-999}" 'BEGIN { print (p < 20) ? "yes" : "no" }')"
+[ "$same" = yes ]
