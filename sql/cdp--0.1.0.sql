@@ -472,6 +472,7 @@ create table cdp.profile_accounts (
   first_seen timestamptz not null,
   primary key (profile_id, group_id)
 );
+create index profile_accounts_group_idx on cdp.profile_accounts (group_id);
 comment on table cdp.profile_accounts is 'Which profiles belong to which accounts (from group calls).';
 comment on column cdp.profile_accounts.profile_id is 'The profile (as bound when the group call was processed).';
 comment on column cdp.profile_accounts.group_id is 'The account.';

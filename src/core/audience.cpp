@@ -103,6 +103,12 @@ Audience::Audience(std::vector<SegmentSpec> segments, std::vector<ComputedSpec> 
       if (!graph.count(ref))
         throw Error(ErrorKind::InvalidInput, "segments." + name + ".rule",
                     "refers to segment \"" + ref + "\", which does not exist");
+  if (auto cycle = segments::find_segment_cycle(graph)) {
+    std::string path;
+    for (const std::string& n : *cycle) path += (path.empty() ? "" : " -> ") + n;
+    throw Error(ErrorKind::InvalidInput, "segments." + cycle->front() + ".rule",
+                "must not refer to itself through other segments: " + path);
+  }
   for (const std::string& name : segments::segment_order(graph)) {
     const segments::Rule& r = rules.at(name);
     Segment seg{ids.at(name), name, r, {}};

@@ -521,7 +521,14 @@ Adhoc adhoc(const std::string& rule) {
   const std::string name = "(preview)";
   d.segments.push_back({0, name, rule});
   Adhoc out;
-  out.audience = std::make_unique<Audience>(std::move(d.segments), std::move(d.computed));
+  under("rule", [&] {
+    try {
+      out.audience = std::make_unique<Audience>(std::move(d.segments), std::move(d.computed));
+    } catch (const Error& e) {  // a missing segment or computed trait: name the argument, not "(preview)"
+      throw Error(e.kind(), "", std::string(e.what()).substr(e.field().empty() ? 0 : e.field().size() + 2));
+    }
+    return 0;
+  });
   for (size_t i = 0; i < out.audience->segments().size(); i++)
     if (out.audience->segments()[i].name == name && out.audience->segments()[i].id == 0) out.segment = i;
   out.missing = unbuilt(*out.audience);
@@ -679,6 +686,19 @@ void after_batch(const std::vector<EventFacts>& events, const std::vector<int64_
     a.fold(it->second, in);
   }
   for (auto& [p, s] : extra) touched.insert(p);
+  if (a.uses_accounts()) {
+    // A group call may change the account's traits: every member is evaluated again.
+    std::vector<std::string> groups;
+    for (const EventFacts& e : events)
+      if (e.type == MessageType::Group && !e.group_id.empty()) groups.push_back(e.group_id);
+    if (!groups.empty())
+      call([&] {
+        uint64 n = spi::exec("select distinct m.canonical_id from cdp.profile_accounts pa"
+                             " join cdp.profile_map m on m.profile_id = pa.profile_id where pa.group_id = any($1)",
+                             {spi::text_array(groups)}, SPI_OK_SELECT);
+        for (uint64 r = 0; r < n; r++) touched.insert(spi::get_int8(r, 1));
+      });
+  }
   evaluate_and_write(a, std::vector<int64_t>(touched.begin(), touched.end()), now, nullptr, nullptr, &extra);
 }
 

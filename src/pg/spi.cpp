@@ -119,7 +119,8 @@ void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*
   Datum values[64];
   char nulls[64];
   marshal(args, nargs, values, nulls);
-  Portal portal = SPI_cursor_open(nullptr, p, values, nulls, true);
+  // read_only = false: a fresh snapshot that sees what this transaction wrote so far.
+  Portal portal = SPI_cursor_open(nullptr, p, values, nulls, false);
   if (!portal) elog(ERROR, "cdp: could not open a cursor: %s", sql);
   for (;;) {
     SPI_cursor_fetch(portal, true, batch);

@@ -178,10 +178,10 @@ TEST(AudienceCompile, MalformedDefinitionNamesTheDefinition) {
 }
 
 TEST(AudienceCompile, CycleIsRefused) {
-  EXPECT_EQ(error_field({seg(1, "a", R"({"segment":"b"})"), seg(2, "b", R"({"segment":"a"})")}), "segment");
+  EXPECT_EQ(error_field({seg(1, "a", R"({"segment":"b"})"), seg(2, "b", R"({"segment":"a"})")}), "segments.a.rule");
   EXPECT_NE(error_text({seg(1, "a", R"({"segment":"b"})"), seg(2, "b", R"({"segment":"a"})")}).find("a -> b -> a"),
             std::string::npos);
-  EXPECT_EQ(error_field({seg(1, "a", R"({"or":[{"segment":"a"},{"trait":"x","op":"exists"}]})")}), "segment")
+  EXPECT_EQ(error_field({seg(1, "a", R"({"or":[{"segment":"a"},{"trait":"x","op":"exists"}]})")}), "segments.a.rule")
       << "a segment referring to itself";
 }
 
