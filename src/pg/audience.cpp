@@ -202,15 +202,25 @@ struct Stored {
   std::set<int64_t> segments;  // open memberships
 };
 
-std::map<int64_t, Stored> load(const Audience& a, const std::vector<int64_t>& ids) {
+// Everything evaluation reads of these profiles. `contiguous`: the ids are
+// every profile from ids.front() to ids.back() (a bulk chunk), read as one
+// index range instead of one probe each.
+std::map<int64_t, Stored> load(const Audience& a, const std::vector<int64_t>& ids, bool contiguous = false) {
   std::map<int64_t, Stored> out;
+  if (ids.empty()) return out;
   call([&] {
-    uint64 n = spi::exec(
-        "select p.profile_id, p.traits::text, coalesce(pc.state::text, ''), coalesce(pc.computed::text, ''),"
-        " pc.next_expiry, pc.profile_id is not null"
-        " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
-        " where p.profile_id = any($1)",
-        {spi::int8_array(ids)}, SPI_OK_SELECT);
+    spi::Arg list = spi::int8_array(ids), lo = spi::int8(ids.front()), hi = spi::int8(ids.back());
+    uint64 n = contiguous
+        ? spi::exec("select p.profile_id, p.traits::text, coalesce(pc.state::text, ''), coalesce(pc.computed::text, ''),"
+                    " pc.next_expiry, pc.profile_id is not null"
+                    " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
+                    " where p.profile_id between $1 and $2",
+                    {lo, hi}, SPI_OK_SELECT)
+        : spi::exec("select p.profile_id, p.traits::text, coalesce(pc.state::text, ''), coalesce(pc.computed::text, ''),"
+                    " pc.next_expiry, pc.profile_id is not null"
+                    " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
+                    " where p.profile_id = any($1)",
+                    {list}, SPI_OK_SELECT);
     for (uint64 r = 0; r < n; r++) {
       Stored& s = out[spi::get_int8(r, 1)];
       s.traits = spi::get_text(r, 2);
@@ -219,9 +229,12 @@ std::map<int64_t, Stored> load(const Audience& a, const std::vector<int64_t>& id
       s.next_expiry = spi::get_timestamptz(r, 5);
       s.has_row = spi::get_bool(r, 6);
     }
-    n = spi::exec("select profile_id, segment_id from cdp.segment_membership where profile_id = any($1)"
-                  " and exited_at is null",
-                  {spi::int8_array(ids)}, SPI_OK_SELECT);
+    n = contiguous ? spi::exec("select profile_id, segment_id from cdp.segment_membership"
+                               " where profile_id between $1 and $2 and exited_at is null",
+                               {lo, hi}, SPI_OK_SELECT)
+                   : spi::exec("select profile_id, segment_id from cdp.segment_membership"
+                               " where profile_id = any($1) and exited_at is null",
+                               {list}, SPI_OK_SELECT);
     for (uint64 r = 0; r < n; r++) {
       auto it = out.find(spi::get_int8(r, 1));
       if (it != out.end()) it->second.segments.insert(spi::get_int8(r, 2));
@@ -359,8 +372,8 @@ void write(const Writes& w, Micros now) {
 // aggregates in `which` (replacing what is stored); `extra`: state to fold in.
 int64_t evaluate_and_write(const Audience& a, const std::vector<int64_t>& ids, Micros now,
                            const States* built = nullptr, const std::vector<size_t>* which = nullptr,
-                           States* extra = nullptr) {
-  std::map<int64_t, Stored> stored = load(a, ids);
+                           States* extra = nullptr, bool contiguous = false) {
+  std::map<int64_t, Stored> stored = load(a, ids, contiguous);
   Writes w;
   for (auto& [id, s] : stored) {
     Audience::ProfileState state = a.read(s.state);
@@ -368,7 +381,7 @@ int64_t evaluate_and_write(const Audience& a, const std::vector<int64_t>& ids, M
     if (built && which) {
       auto it = built->find(id);
       for (size_t i : *which) state.states[i] = it == built->end() ? computed::State{} : it->second.states[i];
-      dirty = true;
+      dirty = !which->empty();
     }
     if (extra) {
       auto it = extra->find(id);
@@ -438,7 +451,7 @@ int64_t evaluate_all(const Audience& a, std::vector<size_t> rebuild = {}) {
   States built = build(a, rebuild, {}, now);
   int64_t total = 0;
   each_profile_chunk([&](const std::vector<int64_t>& ids) {
-    total += evaluate_and_write(a, ids, now, &built, &rebuild);
+    total += evaluate_and_write(a, ids, now, &built, &rebuild, nullptr, true);
   });
   record_built(a, rebuild);
   close_orphans(now);
@@ -867,7 +880,7 @@ Datum cdp_preview_segment(PG_FUNCTION_ARGS) {
       cdp::Micros now = audience::now_micros();
       audience::States built = audience::build(a, h.missing, {}, now);
       audience::each_profile_chunk([&](const std::vector<int64_t>& ids) {
-        std::map<int64_t, audience::Stored> stored = audience::load(a, ids);
+        std::map<int64_t, audience::Stored> stored = audience::load(a, ids, true);
         for (auto& [id, s] : stored) {
           cdp::Audience::ProfileState state = a.read(s.state);
           if (auto b = built.find(id); b != built.end())
