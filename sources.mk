@@ -18,7 +18,8 @@ CORE_SOURCES = \
 	src/core/traits.cpp \
 	src/core/segments.cpp \
 	src/core/computed.cpp \
-	src/core/audience.cpp
+	src/core/audience.cpp \
+	src/core/delivery.cpp
 
 # Glue between Postgres and the core.
 PG_SOURCES = \
@@ -30,4 +31,6 @@ PG_SOURCES = \
 	src/pg/spi.cpp \
 	src/pg/worker.cpp \
 	src/pg/processor.cpp \
-	src/pg/audience.cpp
+	src/pg/audience.cpp \
+	src/pg/delivery.cpp \
+	src/pg/delivery_worker.cpp

@@ -24,12 +24,8 @@ constexpr size_t kMaxUniqueLimit = 1000;
   throw Error(ErrorKind::InvalidInput, std::move(path), rule);
 }
 
-std::string_view view_of(const Value& v) { return {v.GetString(), v.GetStringLength()}; }
-
-const Value* member(const Value& obj, const char* key) {
-  auto it = obj.FindMember(key);
-  return it == obj.MemberEnd() ? nullptr : &it->value;
-}
+std::string_view view_of(const Value& v) { return string_of(v); }
+const Value* member(const Value& obj, const char* key) { return member_of(obj, key); }
 
 std::string non_empty(const Value& v, const char* path, const char* what) {
   if (!v.IsString() || v.GetStringLength() == 0) fail(path, std::string("must be a non-empty string (") + what + ")");

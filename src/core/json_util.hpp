@@ -46,4 +46,13 @@ bool has_lone_surrogate(const rapidjson::Value& v);
 // "blank" = empty or only whitespace.
 bool is_blank(std::string_view s);
 
+// The text of a string value (no copy).
+inline std::string_view string_of(const rapidjson::Value& v) { return {v.GetString(), v.GetStringLength()}; }
+
+// A member by name, or nullptr.
+inline const rapidjson::Value* member_of(const rapidjson::Value& obj, const char* key) {
+  auto it = obj.FindMember(key);
+  return it == obj.MemberEnd() ? nullptr : &it->value;
+}
+
 }  // namespace cdp

@@ -327,6 +327,7 @@ void write_changes(const std::vector<int64_t>& enter_segment, const std::vector<
     profiles.push_back(enter_profile[i]);
   }
   bool each = kinds.size() <= kNotifyEach;
+  call([] { note_deliveries_queued(); });  // the outbox trigger may queue deliveries
   call([&] {
     spi::exec("update cdp.segment_membership sm set exited_at = $3 from unnest($1::int8[], $2::int8[]) x(s, p)"
               " where sm.segment_id = x.s and sm.profile_id = x.p and sm.exited_at is null",

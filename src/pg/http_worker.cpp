@@ -350,16 +350,9 @@ void register_http_workers() {
   shmem_startup_hook = startup_shmem;
   if (http_listen[0] == '\0') return;
   for (int i = 0; i < http_workers; i++) {
-    BackgroundWorker w = {};
-    snprintf(w.bgw_name, BGW_MAXLEN, "cdp http worker %d", i);
-    snprintf(w.bgw_type, BGW_MAXLEN, "cdp http");
-    snprintf(w.bgw_library_name, BGW_MAXLEN, "cdp");
-    snprintf(w.bgw_function_name, BGW_MAXLEN, "cdp_http_worker_main");
-    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    w.bgw_restart_time = 2;
-    w.bgw_main_arg = Int32GetDatum(i);
-    RegisterBackgroundWorker(&w);
+    char name[BGW_MAXLEN];
+    snprintf(name, sizeof name, "cdp http worker %d", i);
+    worker::register_worker(name, "cdp http", "cdp_http_worker_main", i);
   }
 }
 

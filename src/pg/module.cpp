@@ -2,6 +2,7 @@
 #include "pg/clock.hpp"
 #include "pg/http_worker.hpp"
 #include "pg/audience.hpp"
+#include "pg/delivery.hpp"
 #include "pg/processor.hpp"
 
 extern "C" {
@@ -51,6 +52,7 @@ void define_gucs() {
   define_http_gucs();
   define_processor_gucs();
   audience::define_gucs();
+  delivery::define_gucs();
   MarkGUCPrefixReserved("cdp");
 }
 
@@ -69,6 +71,7 @@ void _PG_init(void) {
   cdp::pg::define_gucs();
   cdp::pg::register_http_workers();
   cdp::pg::register_processor();
+  cdp::pg::delivery::register_workers();
 }
 
 Datum cdp_now(PG_FUNCTION_ARGS) { PG_RETURN_TIMESTAMPTZ(cdp::pg::now()); }

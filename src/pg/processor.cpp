@@ -17,6 +17,7 @@
 #include "core/identity.hpp"
 #include "core/traits.hpp"
 #include "pg/audience.hpp"
+#include "pg/delivery.hpp"
 #include "pg/guard.hpp"
 #include "pg/spi.hpp"
 #include "pg/worker.hpp"
@@ -66,11 +67,13 @@ char* worker_database_name() { return GetConfigOptionByName("cdp.database", null
 struct ProcessorShared {
   int procno;                     // the processor worker's PGPROC number, or -1
   pg_atomic_uint64 rules_version;  // bumped when a change to the rule tables commits
+  int delivery_procno;            // the delivery worker's PGPROC number, or -1
 };
 ProcessorShared* shared = nullptr;
 shmem_request_hook_type prev_request = nullptr;
 shmem_startup_hook_type prev_startup = nullptr;
 bool wake_on_commit = false;
+bool wake_delivery = false;  // this transaction queued deliveries
 bool rules_changed = false;  // this transaction changed identifier_types or trait_rules
 bool callback_registered = false;
 using worker::shutdown_requested;
@@ -89,6 +92,7 @@ void startup_shmem() {
   shared = static_cast<ProcessorShared*>(ShmemInitStruct("cdp processor", sizeof(ProcessorShared), &found));
   if (!found) {
     shared->procno = -1;
+    shared->delivery_procno = -1;
     pg_atomic_init_u64(&shared->rules_version, 0);
   }
   LWLockRelease(AddinShmemInitLock);
@@ -102,8 +106,12 @@ void on_xact(XactEvent event, void*) {
     int procno = shared->procno;
     if (procno >= 0) SetLatch(&ProcGlobal->allProcs[procno].procLatch);
   }
+  if (event == XACT_EVENT_COMMIT && wake_delivery && shared) {
+    int procno = shared->delivery_procno;
+    if (procno >= 0) SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+  }
   if (event == XACT_EVENT_COMMIT && rules_changed && shared) pg_atomic_fetch_add_u64(&shared->rules_version, 1);
-  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) wake_on_commit = rules_changed = false;
+  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) wake_on_commit = rules_changed = wake_delivery = false;
 }
 
 void register_xact_callback() {
@@ -609,6 +617,9 @@ int64_t process_batch(int limit, bool from_worker) {
   std::vector<int64_t> bound(b.events.size(), 0);
   for (size_t i = 0; i < b.events.size(); i++)
     if (decisions[i].profile != 0) bound[i] = final_of(decisions[i].profile);
+  // Events first, then the segment changes they cause: a destination sees them in that order.
+  delivery::queue_events(b.events, b.txids, bound);
+  call([&] { clock.mark("queue deliveries"); });
   audience::after_batch(b.events, bound, merged_away, merged_into);
   call([&] { clock.mark("segments"); });
   return static_cast<int64_t>(b.events.size());
@@ -819,6 +830,17 @@ void worker_loop() {
 
 }  // namespace
 
+void note_deliveries_queued() {
+  register_xact_callback();
+  wake_delivery = true;
+}
+
+void set_delivery_procno(int procno) {
+  if (shared) shared->delivery_procno = procno;
+}
+
+int delivery_procno() { return shared ? shared->delivery_procno : -1; }
+
 void note_rules_changed() {
   register_xact_callback();
   rules_changed = true;
@@ -850,16 +872,7 @@ void register_processor() {
   shmem_request_hook = request_shmem;
   prev_startup = shmem_startup_hook;
   shmem_startup_hook = startup_shmem;
-  if (!processor_enabled) return;
-  BackgroundWorker w = {};
-  snprintf(w.bgw_name, BGW_MAXLEN, "cdp processor");
-  snprintf(w.bgw_type, BGW_MAXLEN, "cdp processor");
-  snprintf(w.bgw_library_name, BGW_MAXLEN, "cdp");
-  snprintf(w.bgw_function_name, BGW_MAXLEN, "cdp_processor_main");
-  w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-  w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-  w.bgw_restart_time = 2;
-  RegisterBackgroundWorker(&w);
+  if (processor_enabled) worker::register_worker("cdp processor", "cdp processor", "cdp_processor_main");
 }
 
 }  // namespace cdp::pg

@@ -64,4 +64,17 @@ void abort(const char* who, const std::string& why) {
   });
 }
 
+void register_worker(const char* name, const char* type, const char* function, int arg) {
+  BackgroundWorker w = {};
+  snprintf(w.bgw_name, BGW_MAXLEN, "%s", name);
+  snprintf(w.bgw_type, BGW_MAXLEN, "%s", type);
+  snprintf(w.bgw_library_name, BGW_MAXLEN, "cdp");
+  snprintf(w.bgw_function_name, BGW_MAXLEN, "%s", function);
+  w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+  w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+  w.bgw_restart_time = 2;
+  w.bgw_main_arg = Int32GetDatum(arg);
+  RegisterBackgroundWorker(&w);
+}
+
 }  // namespace cdp::pg::worker

@@ -21,6 +21,10 @@ void begin(const char* activity);
 void commit();
 // Inside a transaction: whether CREATE EXTENSION cdp has run in this database.
 bool extension_installed();
+// Registers a background worker of this library, restarted 2 s after a
+// crash, connecting to a database once recovery has finished.
+void register_worker(const char* name, const char* type, const char* function, int arg = 0);
+
 // After an exception: roll back whatever is open and log why.
 void abort(const char* who, const std::string& why);
 

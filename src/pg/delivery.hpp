@@ -1,0 +1,20 @@
+// Destinations (see delivery.cpp and delivery_worker.cpp).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/identity.hpp"
+
+namespace cdp::pg::delivery {
+
+// In the processor's batch transaction: queues each event for the
+// destinations that subscribe to it and whose consent it carries.
+// `bound[i]` is the profile of events[i] (0: none); `txids[i]` its txid.
+void queue_events(const std::vector<EventFacts>& events, const std::vector<std::string>& txids,
+                  const std::vector<int64_t>& bound);
+
+void define_gucs();
+void register_workers();
+
+}  // namespace cdp::pg::delivery
