@@ -760,6 +760,9 @@ create table cdp.deliveries (
   last_error      text
 );
 create index deliveries_order_idx on cdp.deliveries (destination_id, profile_id, id);
+-- A queue: rows come and go all the time, so vacuum it early.
+alter table cdp.deliveries set (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+  autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0.02);
 create index deliveries_due_idx on cdp.deliveries (destination_id, next_attempt_at, id);
 comment on table cdp.deliveries is 'The delivery queue: one row per activation and destination, written in the same transaction as the event processing or membership change it comes from. A row leaves when it is acknowledged (or moved to cdp.dead_letters). Per destination, a profile''s rows are sent in id order.';
 comment on column cdp.deliveries.id is 'Queue order.';

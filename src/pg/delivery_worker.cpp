@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <random>
 #include <set>
@@ -46,7 +47,7 @@ namespace cdp::pg::delivery {
 namespace {
 
 bool enabled = true;
-int concurrency = 64;  // requests in flight
+int concurrency = 256;  // requests in flight
 int claim_limit = 1000;
 using worker::shutdown_requested;
 
@@ -83,7 +84,8 @@ struct Request {
 CURLM* multi = nullptr;
 std::map<int, Destination> destinations;
 std::map<CURL*, Request*> in_flight;
-std::set<int64_t> in_flight_ids;
+std::deque<Request*> backlog;  // claimed, keys stored, not started yet
+std::set<int64_t> claimed_ids;  // rows in the backlog or in flight
 std::vector<Request*> finished;
 std::mt19937_64 rng{std::random_device{}()};
 
@@ -156,6 +158,15 @@ int in_flight_for(int dest) {
   return n;
 }
 
+int claimed_for(int dest) {
+  int n = in_flight_for(dest);
+  for (Request* r : backlog) n += r->dest == dest;
+  return n;
+}
+
+// Requests a destination may have in flight: one probe while its circuit is half open.
+int allowed_for(const Destination& d) { return d.open_until != 0 ? 1 : concurrency; }
+
 void start(Request* r, const Destination& d) {
   Micros now = now_micros();
   std::string ts = std::to_string(now / 1000000);
@@ -186,7 +197,6 @@ void start(Request* r, const Destination& d) {
   curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
   curl_multi_add_handle(multi, r->easy);
   in_flight[r->easy] = r;
-  for (int64_t id : r->ids) in_flight_ids.insert(id);
 }
 
 // One transaction: picks due rows and forms requests; returns them to start
@@ -197,20 +207,28 @@ std::vector<Request*> claim() {
   std::vector<int> ids;
   std::map<int, int> room;  // destination -> requests it may start now
   for (auto& [id, d] : destinations) {
-    if (d.paused || d.bad) continue;
-    int busy = in_flight_for(id);
-    if (d.open_until > now) continue;                   // circuit open
-    int allowed = d.open_until != 0 ? 1 : concurrency;  // half-open: one probe
-    if (busy < allowed) {
+    if (d.paused || d.bad || d.open_until > now) continue;  // paused, or circuit open
+    int busy = claimed_for(id);
+    if (busy < allowed_for(d)) {
       ids.push_back(id);
-      room[id] = allowed - busy;
+      room[id] = allowed_for(d) - busy;
     }
   }
-  int free_slots = concurrency - static_cast<int>(in_flight.size());
+  // Claim up to twice what can be in flight, so that requests start as soon
+  // as others finish, without a round trip to the database.
+  int free_slots = 2 * concurrency - static_cast<int>(in_flight.size() + backlog.size());
   if (ids.empty() || free_slots <= 0) return {};
+  // Rows for the requests there is room for, no more (each is read and parsed).
+  int widest = 1;
+  for (int id : ids) widest = std::max(widest, destinations.at(id).options.max_events);
+  int limit = std::min(claim_limit, free_slots * widest);
   std::vector<Row> rows;
-  std::vector<int64_t> busy_ids(in_flight_ids.begin(), in_flight_ids.end());
+  std::vector<int64_t> busy_ids(claimed_ids.begin(), claimed_ids.end());
   call([&] {
+    // Walk the queue in id order and stop at the limit: a bitmap scan plus a
+    // sort would read every due row each round.
+    spi::exec("set local enable_sort = off", SPI_OK_UTILITY);
+    spi::exec("set local enable_bitmapscan = off", SPI_OK_UTILITY);
     uint64 n = spi::exec(
         "select q.id, q.destination_id, q.profile_id, q.payload::text, q.created_at, q.attempts,"
         " coalesce(q.batch_key, '') from cdp.deliveries q"
@@ -218,7 +236,7 @@ std::vector<Request*> claim() {
         "   and not exists (select from cdp.deliveries e where e.destination_id = q.destination_id"
         "                    and e.profile_id = q.profile_id and e.id < q.id)"
         " order by q.id limit $3",
-        {spi::int4_array(ids), spi::int8_array(busy_ids), spi::int4(claim_limit)}, SPI_OK_SELECT);
+        {spi::int4_array(ids), spi::int8_array(busy_ids), spi::int4(limit)}, SPI_OK_SELECT);
     for (uint64 r = 0; r < n; r++)
       rows.push_back({spi::get_int8(r, 1), spi::get_int8(r, 3), spi::get_int4(r, 2), spi::get_int4(r, 6),
                       spi::get_text(r, 4), spi::get_text(r, 7), spi::get_timestamptz(r, 5)});
@@ -239,11 +257,12 @@ std::vector<Request*> claim() {
     const Destination& d = destinations.at(dest);
     for (Row* r : group) {
       req->ids.push_back(r->id);
+      claimed_ids.insert(r->id);
       req->created.push_back(r->created);
       req->attempts = std::max(req->attempts, r->attempts);
       rapidjson::Document doc;
-      if (parse_json(doc, r->payload).IsError()) {
-        payloads.push_back(r->payload);
+      if ((d.options.drop.empty() && d.options.hash.empty()) || parse_json(doc, r->payload).IsError()) {
+        payloads.push_back(r->payload);  // no PII policy: sent as stored
         continue;
       }
       cdp::delivery::apply_pii(doc, d.options);
@@ -297,8 +316,7 @@ void reap() {
     curl_easy_cleanup(m->easy_handle);
     curl_slist_free_all(r->headers);
     in_flight.erase(m->easy_handle);
-    for (int64_t id : r->ids) in_flight_ids.erase(id);
-    finished.push_back(r);
+    finished.push_back(r);  // its rows stay claimed until the outcome is recorded
   }
 }
 
@@ -361,8 +379,6 @@ void record() {
       retry_error.push_back(error);
     }
   }
-  for (Request* r : finished) delete r;
-  finished.clear();
   call([&] {
     spi::exec("delete from cdp.deliveries where id = any($1)", {spi::int8_array(ok_ids)}, SPI_OK_DELETE);
     spi::exec("update cdp.deliveries q set attempts = attempts + 1, next_attempt_at = x.t, last_status = x.s,"
@@ -422,48 +438,78 @@ void forget_procno(int, Datum) {
   if (delivery_procno() == MyProc->pgprocno) set_delivery_procno(-1);
 }
 
+// Drops a request that will not be sent now: its rows stay queued with their key.
+void release(Request* r) {
+  for (int64_t id : r->ids) claimed_ids.erase(id);
+  delete r;
+}
+
+// Starts what the backlog holds, as far as concurrency allows.
+void start_backlog() {
+  std::deque<Request*> waiting;
+  while (!backlog.empty()) {
+    Request* r = backlog.front();
+    backlog.pop_front();
+    auto d = destinations.find(r->dest);
+    if (d == destinations.end() || d->second.paused || d->second.bad || d->second.open_until > now_micros()) {
+      release(r);  // dropped, paused or circuit open since it was claimed
+      continue;
+    }
+    if (static_cast<int>(in_flight.size()) >= concurrency || in_flight_for(r->dest) >= allowed_for(d->second)) {
+      waiting.push_back(r);
+      continue;
+    }
+    start(r, d->second);
+  }
+  backlog = std::move(waiting);
+}
+
 void loop() {
+  TimestampTz last_claim = 0, first_finished = 0;
   while (!shutdown_requested || !in_flight.empty()) {
     if (ConfigReloadPending) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
     }
-    std::vector<Request*> started;
-    if (!shutdown_requested) {
-      bool ok = transaction("cdp delivery: claiming", [&] { started = claim(); });
-      if (!ok) {
-        for (Request* r : started) delete r;
-        started.clear();
-      }
+    bool claimed = false;
+    bool idle = in_flight.empty() && backlog.empty();
+    if (!shutdown_requested && static_cast<int>(backlog.size()) < concurrency &&
+        (idle || GetCurrentTimestamp() - last_claim >= 5000)) {
+      std::vector<Request*> fresh;
+      if (!transaction("cdp delivery: claiming", [&] { fresh = claim(); }))
+        for (Request*& r : fresh) release(r), r = nullptr;
+      for (Request* r : fresh)
+        if (r) backlog.push_back(r);
+      claimed = !fresh.empty();
+      last_claim = GetCurrentTimestamp();
     }
-    for (Request* r : started) {
-      auto d = destinations.find(r->dest);
-      if (d == destinations.end()) {
-        delete r;
-        continue;
-      }
-      start(r, d->second);
-    }
+    if (shutdown_requested)
+      while (!backlog.empty()) release(backlog.front()), backlog.pop_front();
+    start_backlog();
     int running = 0;
     curl_multi_perform(multi, &running);
+    size_t before = finished.size();
     reap();
-    if (!finished.empty()) {
-      if (!transaction("cdp delivery: recording", [] { record(); })) {
-        for (Request* r : finished) delete r;  // not recorded: the rows are sent again, same keys
-        finished.clear();
-      }
+    if (before == 0 && !finished.empty()) first_finished = GetCurrentTimestamp();
+    // Outcomes are recorded in groups: one transaction for many requests.
+    if (!finished.empty() && (finished.size() >= 64 || in_flight.empty() ||
+                              GetCurrentTimestamp() - first_finished >= 10000)) {
+      // If recording fails, the rows are still queued and go again, with the same keys.
+      transaction("cdp delivery: recording", [] { record(); });
+      for (Request* r : finished) release(r);
+      finished.clear();
       continue;
     }
     if (!in_flight.empty()) {
-      curl_multi_poll(multi, nullptr, 0, 20, nullptr);  // the latch is checked every 20 ms
+      curl_multi_poll(multi, nullptr, 0, 5, nullptr);  // the latch is checked every few ms
       CHECK_FOR_INTERRUPTS();
       continue;
     }
     if (shutdown_requested) break;
-    // Nothing in flight: sleep until a commit queues deliveries, or a second
+    if (!backlog.empty()) continue;
+    // Nothing to do: sleep until a commit queues deliveries, or a second
     // passes (retries coming due, resumed destinations, replays).
-    int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, started.empty() ? 1000 : 0,
-                       PG_WAIT_EXTENSION);
+    int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, claimed ? 0 : 1000, PG_WAIT_EXTENSION);
     (void)rc;
     ResetLatch(MyLatch);
     CHECK_FOR_INTERRUPTS();
@@ -476,7 +522,7 @@ void define_gucs() {
   DefineCustomBoolVariable("cdp.delivery_enabled", "Run the delivery background worker.", nullptr, &enabled, true,
                            PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.delivery_concurrency", "Most requests the delivery worker has in flight.", nullptr,
-                          &concurrency, 64, 1, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+                          &concurrency, 256, 1, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.delivery_claim_size", "Most queued deliveries read per round.", nullptr, &claim_limit,
                           1000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 }
