@@ -804,6 +804,11 @@ comment on column cdp.dead_letters.response is 'The last response body or transp
 
 create trigger destinations_changed after insert or update of url, options or delete or truncate on cdp.destinations
   for each statement execute function cdp.rules_changed();
+create function cdp.check_destination() returns trigger
+as 'MODULE_PATHNAME', 'cdp_check_destination' language c;
+comment on function cdp.check_destination() is 'Trigger: a destination''s options must parse, however the row is written (22023 naming the JSON path).';
+create trigger destinations_check before insert or update of options on cdp.destinations
+  for each row execute function cdp.check_destination();
 
 -- Segment changes reach subscribed destinations in the same transaction as the change.
 create function cdp.queue_segment_deliveries() returns trigger language plpgsql as $$
@@ -856,7 +861,6 @@ begin
   update cdp.destinations set paused = false, failures = 0, circuit_open_until = null
    where destinations.name = resume_destination.name;
   if not found then raise exception 'name: no destination named "%"', name using errcode = '22023'; end if;
-  perform pg_notify('cdp_delivery', '');
 end $$;
 comment on function cdp.resume_destination(text) is 'Sends to a paused (or circuit-broken) destination again, starting with what queued meanwhile.';
 
@@ -878,7 +882,7 @@ end $$;
 comment on function cdp.replay_dead_letters(text, timestamptz, bigint[]) is 'Queues a destination''s dead letters again (all, those failed since a time, or the given ids), as new deliveries after what is queued now. Returns how many.';
 
 create view cdp.destination_stats as
-  select d.name, d.paused, d.circuit_open_until > now() as circuit_open, d.delivered,
+  select d.name, d.paused, coalesce(d.circuit_open_until > now(), false) as circuit_open, d.delivered,
          (select count(*) from cdp.deliveries q where q.destination_id = d.destination_id) as queued,
          (select count(*) from cdp.deliveries q where q.destination_id = d.destination_id and q.attempts > 0) as retrying,
          d.dead, d.failed_attempts, d.consent_blocked, d.latency_p50_ms, d.latency_p99_ms,

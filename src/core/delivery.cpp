@@ -256,15 +256,15 @@ std::optional<Micros> parse_retry_after(std::string_view value, Micros now) {
   while (!value.empty() && (value.back() == ' ' || value.back() == '\r' || value.back() == '\n')) value.remove_suffix(1);
   if (value.empty()) return std::nullopt;
   if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    if (value.size() > 9) return std::nullopt;
-    return std::stoll(std::string(value)) * kSecond;
+    if (value.size() > 9) return kMaxRetryAfter;
+    return std::min<Micros>(kMaxRetryAfter, std::stoll(std::string(value)) * kSecond);
   }
   struct tm tm = {};
   std::string text(value);
   const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
   if (!end || *end) return std::nullopt;
   Micros when = static_cast<Micros>(timegm(&tm)) * kSecond;
-  return std::max<Micros>(0, when - now);
+  return std::clamp<Micros>(when - now, 0, kMaxRetryAfter);
 }
 
 Micros backoff(int attempts, double jitter01, std::optional<Micros> retry_after) {

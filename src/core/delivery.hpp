@@ -70,7 +70,9 @@ enum class Outcome { Delivered, Retry, Dead };
 // statuses dead at once.
 Outcome classify(long status);
 
-// Seconds or an HTTP-date; nullopt if neither.
+// Seconds or an HTTP-date, at most kMaxRetryAfter (a destination asking for
+// more is retried after an hour); nullopt if neither.
+constexpr Micros kMaxRetryAfter = 3600LL * 1000000;
 std::optional<Micros> parse_retry_after(std::string_view value, Micros now);
 
 // Delay before attempt `attempts + 1` after `attempts` failures: 1 s doubling

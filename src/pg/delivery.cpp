@@ -16,10 +16,13 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 }
 
 extern "C" {
 PG_FUNCTION_INFO_V1(cdp_create_destination);
+PG_FUNCTION_INFO_V1(cdp_check_destination);
 }
 
 namespace cdp::pg::delivery {
@@ -122,9 +125,36 @@ void queue_events(const std::vector<EventFacts>& events, const std::vector<std::
   });
 }
 
+void check_options(const std::string& options) {
+  try {
+    cdp::delivery::Options::parse(options);
+  } catch (const cdp::Error& e) {
+    std::string rule = e.what();
+    if (!e.field().empty()) rule = rule.substr(e.field().size() + 2);
+    throw cdp::Error(e.kind(), e.field().empty() ? "options" : "options." + e.field(), rule);
+  }
+}
+
 }  // namespace cdp::pg::delivery
 
 using namespace cdp::pg;
+
+// Row trigger on cdp.destinations: the options must parse.
+Datum cdp_check_destination(PG_FUNCTION_ARGS) {
+  return entry([&] {
+    auto* data = reinterpret_cast<TriggerData*>(fcinfo->context);
+    HeapTuple row = TRIGGER_FIRED_BY_UPDATE(data->tg_event) ? data->tg_newtuple : data->tg_trigtuple;
+    std::string options;
+    call([&] {
+      bool isnull;
+      int col = SPI_fnumber(data->tg_relation->rd_att, "options");
+      Datum d = heap_getattr(row, col, data->tg_relation->rd_att, &isnull);
+      if (!isnull) options = DatumGetCString(DirectFunctionCall1(jsonb_out, d));
+    });
+    if (!options.empty()) delivery::check_options(options);
+    return PointerGetDatum(row);
+  });
+}
 
 // cdp.create_destination(name, url, options): checks the options with the
 // same parser the worker uses, so a stored destination always parses.
@@ -141,13 +171,7 @@ Datum cdp_create_destination(PG_FUNCTION_ARGS) {
     if (name.empty()) throw cdp::Error(cdp::ErrorKind::InvalidInput, "name", "must be a non-empty string");
     if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
       throw cdp::Error(cdp::ErrorKind::InvalidInput, "url", "must start with http:// or https://");
-    try {
-      cdp::delivery::Options::parse(options);
-    } catch (const cdp::Error& e) {
-      std::string rule = e.what();
-      if (!e.field().empty()) rule = rule.substr(e.field().size() + 2);
-      throw cdp::Error(e.kind(), e.field().empty() ? "options" : "options." + e.field(), rule);
-    }
+    delivery::check_options(options);
     int id = spi::connected([&] {
       int out = 0;
       call([&] {

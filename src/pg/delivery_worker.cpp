@@ -358,9 +358,9 @@ void record() {
         }
       continue;
     }
-    c.failure = true;
     c.failed++;
     c.error = error;
+    c.failure |= o == cdp::delivery::Outcome::Retry;  // a refused payload is not an outage
     bool expired = std::any_of(r->created.begin(), r->created.end(), [&](Micros t) { return now - t >= max_age; });
     if (o == cdp::delivery::Outcome::Dead || expired) {
       c.dead += static_cast<int64_t>(r->ids.size());
@@ -397,8 +397,9 @@ void record() {
     auto it = destinations.find(id);
     if (it == destinations.end()) continue;
     Destination& d = it->second;
-    // Any success closes the circuit; failures with no success count towards opening it.
-    int failures = c.success ? 0 : d.failures + static_cast<int>(c.failed);
+    // Any success closes the circuit; a round of retryable failures with no
+    // success counts once towards opening it.
+    int failures = c.success ? 0 : d.failures + (c.failure ? 1 : 0);
     Micros open_until = failures >= cdp::delivery::kCircuitFailures ? now + cdp::delivery::circuit_pause(failures) : 0;
     d.failures = failures;
     d.open_until = open_until;
