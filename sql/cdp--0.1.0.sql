@@ -800,14 +800,14 @@ comment on column cdp.dead_letters.created_at is 'When it was first queued.';
 comment on column cdp.dead_letters.failed_at is 'When it was given up on.';
 comment on column cdp.dead_letters.attempts is 'Attempts made.';
 comment on column cdp.dead_letters.status is 'The last HTTP status (0: no answer).';
-comment on column cdp.dead_letters.response is 'The last response body or transport error, cut to 1 KB.';
+comment on column cdp.dead_letters.response is 'The last failure: "HTTP <status>: <start of the response body>", or the transport error.';
 
 create trigger destinations_changed after insert or update of url, options or delete or truncate on cdp.destinations
   for each statement execute function cdp.rules_changed();
 create function cdp.check_destination() returns trigger
 as 'MODULE_PATHNAME', 'cdp_check_destination' language c;
-comment on function cdp.check_destination() is 'Trigger: a destination''s options must parse, however the row is written (22023 naming the JSON path).';
-create trigger destinations_check before insert or update of options on cdp.destinations
+comment on function cdp.check_destination() is 'Trigger: a destination''s URL must be http(s) with a host and its options must parse, however the row is written (22023 naming the field).';
+create trigger destinations_check before insert or update of url, options on cdp.destinations
   for each row execute function cdp.check_destination();
 
 -- Segment changes reach subscribed destinations in the same transaction as the change.

@@ -232,8 +232,8 @@ std::string signature(std::string_view secret, std::string_view timestamp, std::
   return "v1=" + hex(md, len);
 }
 
-std::string request_body(const std::vector<std::string>& payloads, Micros now) {
-  if (payloads.size() == 1) return payloads[0];
+std::string request_body(const std::vector<std::string>& payloads, bool batching, Micros now) {
+  if (!batching && payloads.size() == 1) return payloads[0];
   std::string out = "{\"batch\":[";
   for (size_t i = 0; i < payloads.size(); i++) {
     if (i) out += ',';

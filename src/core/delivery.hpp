@@ -62,8 +62,10 @@ std::string sha256_hex(std::string_view data);
 // "v1=" + hex HMAC-SHA256(secret, timestamp + "." + body).
 std::string signature(std::string_view secret, std::string_view timestamp, std::string_view body);
 
-// The request body: one payload as it is, or several as {"batch": [...], "sentAt": ...}.
-std::string request_body(const std::vector<std::string>& payloads, Micros now);
+// The request body: for a batching destination (batch.max_events > 1) always
+// {"batch": [...], "sentAt": ...}, even with one payload, so that its
+// receiver sees one shape; otherwise the one payload as it is.
+std::string request_body(const std::vector<std::string>& payloads, bool batching, Micros now);
 
 enum class Outcome { Delivered, Retry, Dead };
 // 2xx delivered; 408, 429, 5xx and transport errors (status 0) retried; other

@@ -3,6 +3,8 @@
 // trigger on cdp.outbox). The delivery worker (delivery_worker.cpp) sends.
 #include "pg/delivery.hpp"
 
+#include <curl/curl.h>
+
 #include <map>
 #include <memory>
 
@@ -125,6 +127,24 @@ void queue_events(const std::vector<EventFacts>& events, const std::vector<std::
   });
 }
 
+void check_url(const std::string& url) {
+  auto bad = [](const std::string& rule) { throw Error(ErrorKind::InvalidInput, "url", rule); };
+  for (unsigned char c : url)
+    if (c <= 0x20 || c == 0x7f) bad("must not contain spaces or control characters (percent-encode them)");
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) bad("must start with http:// or https://");
+  // libcurl's own parser: what it refuses here it would refuse at every attempt.
+  CURLU* h = curl_url();
+  if (!h) throw std::bad_alloc();
+  CURLUcode rc = curl_url_set(h, CURLUPART_URL, url.c_str(), 0);
+  char* host = nullptr;
+  if (rc == CURLUE_OK) rc = curl_url_get(h, CURLUPART_HOST, &host, 0);
+  bool has_host = rc == CURLUE_OK && host && *host;
+  std::string why = rc == CURLUE_OK ? "" : curl_url_strerror(rc);
+  curl_free(host);
+  curl_url_cleanup(h);
+  if (!has_host) bad("is not a URL with a host" + (why.empty() ? std::string() : " (" + why + ")"));
+}
+
 void check_options(const std::string& options) {
   try {
     cdp::delivery::Options::parse(options);
@@ -139,18 +159,21 @@ void check_options(const std::string& options) {
 
 using namespace cdp::pg;
 
-// Row trigger on cdp.destinations: the options must parse.
+// Row trigger on cdp.destinations: the URL and options must be usable.
 Datum cdp_check_destination(PG_FUNCTION_ARGS) {
   return entry([&] {
     auto* data = reinterpret_cast<TriggerData*>(fcinfo->context);
     HeapTuple row = TRIGGER_FIRED_BY_UPDATE(data->tg_event) ? data->tg_newtuple : data->tg_trigtuple;
-    std::string options;
+    std::string options, url;
     call([&] {
       bool isnull;
-      int col = SPI_fnumber(data->tg_relation->rd_att, "options");
-      Datum d = heap_getattr(row, col, data->tg_relation->rd_att, &isnull);
+      TupleDesc desc = data->tg_relation->rd_att;
+      Datum d = heap_getattr(row, SPI_fnumber(desc, "options"), desc, &isnull);
       if (!isnull) options = DatumGetCString(DirectFunctionCall1(jsonb_out, d));
+      d = heap_getattr(row, SPI_fnumber(desc, "url"), desc, &isnull);
+      if (!isnull) url = TextDatumGetCString(d);
     });
+    delivery::check_url(url);
     if (!options.empty()) delivery::check_options(options);
     return PointerGetDatum(row);
   });
@@ -169,8 +192,7 @@ Datum cdp_create_destination(PG_FUNCTION_ARGS) {
       if (!PG_ARGISNULL(2)) options = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2)));
     });
     if (name.empty()) throw cdp::Error(cdp::ErrorKind::InvalidInput, "name", "must be a non-empty string");
-    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
-      throw cdp::Error(cdp::ErrorKind::InvalidInput, "url", "must start with http:// or https://");
+    delivery::check_url(url);
     delivery::check_options(options);
     int id = spi::connected([&] {
       int out = 0;

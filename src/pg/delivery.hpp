@@ -14,6 +14,8 @@ namespace cdp::pg::delivery {
 void queue_events(const std::vector<EventFacts>& events, const std::vector<std::string>& txids,
                   const std::vector<int64_t>& bound);
 
+// Throws cdp::Error (field "url") unless libcurl reads the URL as http(s) with a host.
+void check_url(const std::string& url);
 // Throws cdp::Error naming options.<path> when the options do not parse.
 void check_options(const std::string& options);
 

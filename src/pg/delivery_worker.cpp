@@ -268,7 +268,7 @@ std::vector<Request*> claim() {
       cdp::delivery::apply_pii(doc, d.options);
       payloads.push_back(to_json(doc));
     }
-    req->body = cdp::delivery::request_body(payloads, now);
+    req->body = cdp::delivery::request_body(payloads, d.options.max_events > 1, now);
     out.push_back(req);
     room[dest]--;
     free_slots--;

@@ -476,11 +476,19 @@ TEST(DeliverySignature, EveryInputCounts) {
 
 TEST(DeliveryRequestBody, OnePayloadAsItIs) {
   std::string p = R"({"type":"track","event":"A","messageId":"m1"})";
-  EXPECT_EQ(delivery::request_body({p}, kT0), p);
+  EXPECT_EQ(delivery::request_body({p}, false, kT0), p);
+}
+
+TEST(DeliveryRequestBody, ABatchingDestinationAlwaysGetsTheEnvelope) {
+  rapidjson::Document d = json(delivery::request_body({R"({"messageId":"m1"})"}, true, kT0));
+  ASSERT_TRUE(d.IsObject());
+  ASSERT_TRUE(d["batch"].IsArray());
+  ASSERT_EQ(d["batch"].Size(), 1u);
+  EXPECT_EQ(string_of(d["batch"][0]["messageId"]), "m1");
 }
 
 TEST(DeliveryRequestBody, SeveralInABatchWithSentAt) {
-  std::string body = delivery::request_body({R"({"messageId":"m1"})", R"({"messageId":"m2"})", R"({"messageId":"m3"})"},
+  std::string body = delivery::request_body({R"({"messageId":"m1"})", R"({"messageId":"m2"})", R"({"messageId":"m3"})"}, true,
                                             at("2025-03-01T12:34:56.789Z"));
   rapidjson::Document d = json(body);
   ASSERT_TRUE(d.IsObject());
