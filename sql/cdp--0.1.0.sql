@@ -750,7 +750,7 @@ create table cdp.deliveries (
   id              bigint generated always as identity primary key,
   destination_id  int not null,
   profile_id      bigint not null,
-  kind            text not null check (kind in ('event', 'segment_enter', 'segment_exit')),
+  kind            text not null check (kind in ('event', 'segment_enter', 'segment_exit', 'deletion')),
   payload         jsonb not null,
   created_at      timestamptz not null default clock_timestamp(),
   next_attempt_at timestamptz not null default '-infinity',
@@ -768,7 +768,7 @@ comment on table cdp.deliveries is 'The delivery queue: one row per activation a
 comment on column cdp.deliveries.id is 'Queue order.';
 comment on column cdp.deliveries.destination_id is 'The destination.';
 comment on column cdp.deliveries.profile_id is 'The profile it is about (ordering is per profile).';
-comment on column cdp.deliveries.kind is 'event, segment_enter or segment_exit.';
+comment on column cdp.deliveries.kind is 'event, segment_enter, segment_exit or deletion (a notice from cdp.erase).';
 comment on column cdp.deliveries.payload is 'What is sent (before the PII policy, applied at sending).';
 comment on column cdp.deliveries.created_at is 'When it was queued (clock_timestamp()).';
 comment on column cdp.deliveries.next_attempt_at is 'Not sent before this time (backoff after a failure).';
@@ -822,7 +822,14 @@ begin
            'traits', (select p.traits from cdp.profiles p where p.profile_id = o.profile_id)))
     from added o join cdp.destinations d
       on d.options->'subscribe'->'segments' ? (o.payload->>'segment')
+   where cdp.consented(o.profile_id, d.options->'consent')
    order by o.id;
+  -- Not delivered for want of consent: counted, not lost silently.
+  update cdp.destinations d set consent_blocked = consent_blocked + x.n
+    from (select d2.destination_id, count(*) as n from added o join cdp.destinations d2
+            on d2.options->'subscribe'->'segments' ? (o.payload->>'segment')
+           where not cdp.consented(o.profile_id, d2.options->'consent') group by 1) x
+   where d.destination_id = x.destination_id;
   return null;
 end $$;
 comment on function cdp.queue_segment_deliveries() is 'Trigger: queues each segment enter/exit for the destinations subscribed to that segment.';
@@ -892,6 +899,412 @@ create view cdp.destination_stats as
 comment on view cdp.destination_stats is 'Per destination: delivered, queued, retrying, dead, consent-blocked, latency (p50/p99 from queueing to acknowledgement) and lag (age of the oldest queued delivery).';
 
 ------------------------------------------------------------------------------
+-- Privacy: consent, erasure and access, retention, audit
+------------------------------------------------------------------------------
+create table cdp.consent (
+  profile_id  bigint primary key,
+  preferences jsonb not null,
+  updated_at  timestamptz not null,
+  source      text not null check (source in ('event', 'api'))
+);
+comment on table cdp.consent is 'The latest known consent of each profile: {"analytics": true, "marketing": false, ...}, from events'' context.consent.categoryPreferences or cdp.set_consent.';
+comment on column cdp.consent.profile_id is 'The profile.';
+comment on column cdp.consent.preferences is 'Category -> granted (true) or refused (false). A category not listed is not granted.';
+comment on column cdp.consent.updated_at is 'When these preferences were expressed (the event''s timestamp, or cdp.now() for cdp.set_consent).';
+comment on column cdp.consent.source is 'event or api.';
+
+-- Whether a profile's latest consent grants every category of `required` (a JSON array).
+create function cdp.consented(profile_id bigint, required jsonb) returns boolean
+language sql stable
+as $$ select required is null or jsonb_array_length(required) = 0 or coalesce((
+  select bool_and(coalesce(c.preferences->>r = 'true', false))
+    from cdp.consent c, jsonb_array_elements_text(required) r where c.profile_id = consented.profile_id), false) $$;
+comment on function cdp.consented(bigint, jsonb) is 'Whether the profile''s latest consent grants every listed category (a profile with no consent on record grants none).';
+
+create table cdp.consent_history (
+  id          bigint generated always as identity primary key,
+  profile_id  bigint not null,
+  preferences jsonb not null,
+  source      text not null check (source in ('event', 'api')),
+  event_id    bigint,
+  expressed_at timestamptz not null,
+  recorded_at timestamptz not null default now()
+);
+create index consent_history_profile_idx on cdp.consent_history (profile_id, expressed_at);
+comment on table cdp.consent_history is 'Every consent statement received, so that consent at any past moment can be shown.';
+comment on column cdp.consent_history.id is 'Row number.';
+comment on column cdp.consent_history.profile_id is 'The profile (as bound when recorded).';
+comment on column cdp.consent_history.preferences is 'The preferences stated.';
+comment on column cdp.consent_history.source is 'event or api.';
+comment on column cdp.consent_history.event_id is 'The event that carried them (source event).';
+comment on column cdp.consent_history.expressed_at is 'When they were expressed.';
+comment on column cdp.consent_history.recorded_at is 'When cdp recorded them.';
+
+create table cdp.suppressions (
+  identifier_hash text primary key,
+  type            text not null,
+  created_at      timestamptz not null default now()
+);
+comment on table cdp.suppressions is 'Identifiers of erased people, as SHA-256 hashes only: events carrying one are quarantined with reason "suppressed" instead of re-creating the profile (until cdp.unsuppress).';
+comment on column cdp.suppressions.identifier_hash is 'hex SHA-256 of type || '':'' || normalised value (cdp.identifier_hash).';
+comment on column cdp.suppressions.type is 'The identifier type.';
+comment on column cdp.suppressions.created_at is 'When the erasure happened.';
+
+create table cdp.deletion_ledger (
+  id                bigint generated always as identity primary key,
+  requested_at      timestamptz not null default now(),
+  requested_by      text not null default session_user,
+  reason            text not null,
+  identifier_hashes text[] not null,
+  profiles          bigint[] not null,
+  removed           jsonb not null
+);
+comment on table cdp.deletion_ledger is 'Proof of erasure (GDPR Art. 17): who asked, when, why, the hashed identifiers and what was removed, table by table. Holds no identifier in clear.';
+comment on column cdp.deletion_ledger.id is 'Request number.';
+comment on column cdp.deletion_ledger.requested_at is 'When it was carried out.';
+comment on column cdp.deletion_ledger.requested_by is 'The database user who ran cdp.erase.';
+comment on column cdp.deletion_ledger.reason is 'Why (ticket number, legal basis).';
+comment on column cdp.deletion_ledger.identifier_hashes is 'cdp.identifier_hash of every identifier of the person.';
+comment on column cdp.deletion_ledger.profiles is 'The profile numbers removed (the survivor and those merged into it).';
+comment on column cdp.deletion_ledger.removed is 'Rows removed per table: {"events": 12, "identities": 3, ...}.';
+
+create table cdp.audit_log (
+  id      bigint generated always as identity primary key,
+  at      timestamptz not null default clock_timestamp(),
+  actor   text not null default session_user,
+  action  text not null,
+  target  text,
+  reason  text,
+  details jsonb
+);
+create index audit_log_at_idx on cdp.audit_log (at);
+comment on table cdp.audit_log is 'Who did what, when and why: erasures, subject exports, consent set by API, suppressions lifted, role grants and every change to configuration (sources, destinations, identity and trait rules, segments, computed traits, retention). Secrets are left out.';
+comment on column cdp.audit_log.id is 'Row number.';
+comment on column cdp.audit_log.at is 'When.';
+comment on column cdp.audit_log.actor is 'The database user (session_user).';
+comment on column cdp.audit_log.action is 'erase, export, set_consent, unsuppress, grant_role, or insert/update/delete/truncate on a configuration table.';
+comment on column cdp.audit_log.target is 'What it was done to: a table, or type:hash of an identifier.';
+comment on column cdp.audit_log.reason is 'Why, when given.';
+comment on column cdp.audit_log.details is 'The change (rows before and after, secrets removed) or the counts.';
+
+create table cdp.retention (
+  kind       text primary key check (kind in ('events', 'quarantine', 'outbox', 'dead_letters', 'segment_history', 'consent_history')),
+  keep       interval not null check (keep >= interval '1 day'),
+  updated_at timestamptz not null default now()
+);
+insert into cdp.retention (kind, keep) values
+  ('events', '395 days'), ('quarantine', '30 days'), ('outbox', '7 days'), ('dead_letters', '30 days'),
+  ('segment_history', '395 days'), ('consent_history', '1825 days');
+comment on table cdp.retention is 'How long each kind of data is kept (cdp.set_retention). The processor''s maintenance applies it once a minute (cdp.run_retention).';
+comment on column cdp.retention.kind is 'events (whole daily partitions are dropped), quarantine, outbox, dead_letters, segment_history (ended memberships), consent_history.';
+comment on column cdp.retention.keep is 'How long to keep it (at least a day).';
+comment on column cdp.retention.updated_at is 'When it was last set.';
+
+create table cdp.retention_log (
+  id         bigint generated always as identity primary key,
+  ran_at     timestamptz not null default clock_timestamp(),
+  kind       text not null,
+  cutoff     timestamptz not null,
+  removed    bigint not null,
+  partitions text[]
+);
+comment on table cdp.retention_log is 'What retention removed: one row per kind and run that removed anything.';
+comment on column cdp.retention_log.id is 'Row number.';
+comment on column cdp.retention_log.ran_at is 'When.';
+comment on column cdp.retention_log.kind is 'The kind of data.';
+comment on column cdp.retention_log.cutoff is 'Data older than this went.';
+comment on column cdp.retention_log.removed is 'Rows removed (for events: rows in the dropped partitions).';
+comment on column cdp.retention_log.partitions is 'Partitions of cdp.events dropped.';
+
+create function cdp.identifier_hash(type text, value text) returns text
+language sql stable strict
+as $$ select encode(sha256(convert_to(type || ':' || cdp.normalise_identifier(type, value), 'UTF8')), 'hex') $$;
+comment on function cdp.identifier_hash(text, text) is 'hex SHA-256 of type:normalised value: how suppressions, the deletion ledger and the audit log name an identifier without holding it.';
+
+-- True when a string anywhere in the JSON value equals one of `vals` (trimmed, lower-cased).
+create function cdp.json_mentions(doc jsonb, vals text[]) returns boolean
+language sql immutable parallel safe
+as $$ select doc is not null and exists (
+  select from jsonb_path_query(doc, 'strict $.**') v
+   where jsonb_typeof(v) = 'string' and lower(btrim(v #>> '{}')) = any(vals)) $$;
+comment on function cdp.json_mentions(jsonb, text[]) is 'Whether any string in the JSON value, at any depth, equals one of the given values (trimmed, lower-cased): how erasure finds a person in payloads.';
+
+create function cdp.set_consent(type text, value text, preferences jsonb) returns bigint
+language plpgsql volatile
+as $$
+#variable_conflict use_column
+declare p bigint := cdp.canonical_profile(cdp.profile_id(type, value));
+begin
+  if jsonb_typeof(preferences) is distinct from 'object'
+     or exists (select from jsonb_each(preferences) e where jsonb_typeof(e.value) <> 'boolean') then
+    raise exception 'preferences: must be an object of category -> true/false, such as {"marketing": false}'
+      using errcode = '22023';
+  end if;
+  if p is null then
+    raise exception 'value: no profile has the % identifier given', type using errcode = '22023';
+  end if;
+  insert into cdp.consent_history (profile_id, preferences, source, expressed_at) values (p, set_consent.preferences, 'api', cdp.now());
+  insert into cdp.consent as c (profile_id, preferences, updated_at, source) values (p, set_consent.preferences, cdp.now(), 'api')
+  on conflict (profile_id) do update set preferences = excluded.preferences, updated_at = excluded.updated_at,
+    source = excluded.source;
+  insert into cdp.audit_log (action, target, details)
+  values ('set_consent', set_consent.type || ':' || cdp.identifier_hash(set_consent.type, set_consent.value), jsonb_build_object('profile_id', p, 'preferences', set_consent.preferences));
+  return p;
+end $$;
+comment on function cdp.set_consent(text, text, jsonb) is 'Records consent captured outside events (CRM, support) for the person with this identifier; it becomes their latest preferences. Returns the profile.';
+
+create function cdp.erase(type text, value text, reason text) returns jsonb
+language plpgsql volatile
+as $$
+#variable_conflict use_column
+declare
+  norm text := cdp.normalise_identifier(type, value);
+  p bigint := cdp.canonical_profile(cdp.profile_id(type, value));
+  person_profiles bigint[] := '{}';
+  vals text[];
+  hashes text[];
+  user_ids text[];
+  removed jsonb := '{}';
+  n bigint;
+begin
+  if coalesce(btrim(reason), '') = '' then
+    raise exception 'reason: must say why (a ticket, the legal basis)' using errcode = '22023';
+  end if;
+  if norm is null then
+    raise exception 'value: not a usable % identifier (empty or blocked)', type using errcode = '22023';
+  end if;
+  -- No processor batch runs meanwhile: nothing is re-created half-way.
+  perform pg_advisory_xact_lock(hashtext('cdp.processor'));
+  if p is not null then
+    person_profiles := array(select profile_id from cdp.profile_map where canonical_id = p);
+  end if;
+  select coalesce(array_agg(distinct lower(i.value)), '{}'), coalesce(array_agg(distinct cdp.identifier_hash(i.type, i.value)), '{}'),
+         coalesce(array_agg(i.value) filter (where i.type = 'user_id'), '{}')
+    into vals, hashes, user_ids
+    from cdp.identities i where i.profile_id = p;
+  vals := array(select distinct unnest(vals || lower(norm)));
+  hashes := array(select distinct unnest(hashes || cdp.identifier_hash(type, value)));
+  insert into cdp.suppressions (identifier_hash, type)
+  select cdp.identifier_hash(i.type, i.value), i.type from cdp.identities i where i.profile_id = p
+  union select cdp.identifier_hash(erase.type, erase.value), erase.type
+  on conflict do nothing;
+
+  delete from cdp.events e
+   where e.id in (select event_id from cdp.event_profiles where profile_id = any(person_profiles))
+      or lower(btrim(e.user_id)) = any(vals) or lower(btrim(e.anonymous_id)) = any(vals)
+      or lower(btrim(e.previous_id)) = any(vals)
+      or cdp.json_mentions(e.traits, vals) or cdp.json_mentions(e.context, vals) or cdp.json_mentions(e.properties, vals);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('events', n);
+  delete from cdp.event_profiles where profile_id = any(person_profiles);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('event_profiles', n);
+  delete from cdp.quarantine q where exists (select from unnest(vals) v where strpos(lower(q.raw), v) > 0);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('quarantine', n);
+  delete from cdp.identities where profile_id = p or lower(value) = any(vals);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('identities', n);
+  delete from cdp.identity_refusals where profile_id = any(person_profiles) or other_profile = any(person_profiles) or lower(value) = any(vals);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('identity_refusals', n);
+  delete from cdp.profile_merges where from_profile = any(person_profiles) or into_profile = any(person_profiles)
+     or cdp.json_mentions(identifiers, vals);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('profile_merges', n);
+  delete from cdp.profiles where profile_id = any(person_profiles);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('profiles', n);
+  delete from cdp.profile_map where profile_id = any(person_profiles);
+  delete from cdp.profile_accounts where profile_id = any(person_profiles);
+  delete from cdp.profile_computed where profile_id = any(person_profiles);
+  delete from cdp.segment_membership where profile_id = any(person_profiles);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('segment_membership', n);
+  delete from cdp.outbox where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals);
+  delete from cdp.deliveries where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('deliveries', n);
+  delete from cdp.dead_letters where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('dead_letters', n);
+  delete from cdp.consent where profile_id = any(person_profiles);
+  delete from cdp.consent_history where profile_id = any(person_profiles);
+  get diagnostics n = row_count; removed := removed || jsonb_build_object('consent_history', n);
+
+  -- Destinations subscribed to deletions are told whom to forget; the notice
+  -- leaves cdp.deliveries once delivered.
+  insert into cdp.deliveries (destination_id, profile_id, kind, payload)
+  select d.destination_id, coalesce(p, 0), 'deletion',
+         jsonb_build_object('type', 'delete', 'userId', user_ids[1], 'userIds', to_jsonb(user_ids),
+                            'messageId', 'cdp-erase-' || gen_random_uuid(), 'timestamp', cdp.now())
+    from cdp.destinations d where (d.options->'subscribe'->>'deletions')::boolean is true;
+  insert into cdp.deletion_ledger (reason, identifier_hashes, profiles, removed)
+  values (erase.reason, hashes, person_profiles, removed);
+  insert into cdp.audit_log (action, target, reason, details)
+  values ('erase', erase.type || ':' || cdp.identifier_hash(erase.type, erase.value), erase.reason, removed);
+  return removed;
+end $$;
+comment on function cdp.erase(text, text, text) is 'Erases a person (GDPR Art. 17, CCPA): finds their profile through the identity graph and removes the profile, identities, traits, events (every partition), memberships, consent, queued and dead-lettered deliveries and quarantine rows carrying their identifiers; suppresses their identifiers; records the request in cdp.deletion_ledger and cdp.audit_log. Returns what was removed, per table.';
+
+create function cdp.unsuppress(type text, value text, reason text) returns boolean
+language plpgsql volatile
+as $$
+#variable_conflict use_column
+declare n bigint;
+begin
+  delete from cdp.suppressions where identifier_hash = cdp.identifier_hash(unsuppress.type, unsuppress.value);
+  get diagnostics n = row_count;
+  insert into cdp.audit_log (action, target, reason) values ('unsuppress', unsuppress.type || ':' || cdp.identifier_hash(unsuppress.type, unsuppress.value), unsuppress.reason);
+  return n > 0;
+end $$;
+comment on function cdp.unsuppress(text, text, text) is 'Lets events for an erased identifier be processed again (for instance when the person signs up anew). Returns whether it was suppressed.';
+
+create function cdp.export_subject(type text, value text) returns jsonb
+language plpgsql volatile
+as $$
+#variable_conflict use_column
+declare
+  p bigint := cdp.canonical_profile(cdp.profile_id(type, value));
+  person_profiles bigint[] := array(select profile_id from cdp.profile_map where canonical_id = p);
+  result jsonb;
+begin
+  if p is null then
+    raise exception 'value: no profile has the % identifier given', type using errcode = '22023';
+  end if;
+  result := jsonb_build_object(
+    'exported_at', cdp.now(),
+    'profile', cdp.profile(export_subject.type, export_subject.value),
+    'identities', (select coalesce(jsonb_agg(jsonb_build_object('type', i.type, 'value', i.value, 'first_seen', i.first_seen)
+                    order by i.type, i.value), '[]') from cdp.identities i where i.profile_id = p),
+    'consent', (select to_jsonb(c) - 'profile_id' from cdp.consent c where c.profile_id = p),
+    'consent_history', (select coalesce(jsonb_agg(to_jsonb(h) - 'profile_id' order by h.expressed_at), '[]')
+                         from cdp.consent_history h where h.profile_id = any(person_profiles)),
+    'events', (select coalesce(jsonb_agg(to_jsonb(e) - 'txid' - 'profile_id' - 'bound_profile_id' order by e."timestamp", e.id), '[]')
+                from cdp.events_resolved e where e.profile_id = p),
+    'segments', (select coalesce(jsonb_agg(jsonb_build_object('segment', s.name, 'entered_at', m.entered_at, 'exited_at', m.exited_at)
+                  order by m.entered_at), '[]')
+                  from cdp.segment_membership m left join cdp.segments s using (segment_id) where m.profile_id = any(person_profiles)),
+    'computed', (select pc.computed from cdp.profile_computed pc where pc.profile_id = p),
+    'deliveries', (select coalesce(jsonb_agg(jsonb_build_object('destination', d.name, 'kind', q.kind, 'queued_at', q.created_at,
+                     'attempts', q.attempts, 'payload', q.payload) order by q.id), '[]')
+                    from cdp.deliveries q join cdp.destinations d using (destination_id) where q.profile_id = any(person_profiles)),
+    'dead_letters', (select coalesce(jsonb_agg(jsonb_build_object('destination', d.name, 'kind', l.kind, 'failed_at', l.failed_at,
+                     'status', l.status, 'payload', l.payload) order by l.id), '[]')
+                    from cdp.dead_letters l join cdp.destinations d using (destination_id) where l.profile_id = any(person_profiles)));
+  insert into cdp.audit_log (action, target, details)
+  values ('export', export_subject.type || ':' || cdp.identifier_hash(export_subject.type, export_subject.value), jsonb_build_object('profile_id', p));
+  return result;
+end $$;
+comment on function cdp.export_subject(text, text) is 'Everything held about a person (GDPR Art. 15): profile, identities, consent and its history, events, segment history, computed traits, queued and dead-lettered deliveries. Audited.';
+
+create function cdp.set_retention(kind text, keep interval) returns void
+language plpgsql volatile
+as $$
+#variable_conflict use_column
+begin
+  if not exists (select from cdp.retention r where r.kind = set_retention.kind) then
+    raise exception 'kind: must be one of %', (select string_agg(r.kind, ', ' order by r.kind) from cdp.retention r)
+      using errcode = '22023';
+  end if;
+  if keep is null or keep < interval '1 day' then
+    raise exception 'keep: must be at least 1 day' using errcode = '22023';
+  end if;
+  update cdp.retention r set keep = set_retention.keep, updated_at = now() where r.kind = set_retention.kind;
+end $$;
+comment on function cdp.set_retention(text, interval) is 'Sets how long a kind of data is kept: events, quarantine, outbox, dead_letters, segment_history, consent_history.';
+
+create function cdp.run_retention(batch int default 10000) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  r record;
+  cutoff timestamptz;
+  n bigint;
+  total bigint;
+  dropped text[];
+  part record;
+  result jsonb := '{}';
+begin
+  for r in select * from cdp.retention order by kind loop
+    cutoff := cdp.now() - r.keep;
+    total := 0;
+    dropped := '{}';
+    if r.kind = 'events' then
+      -- Whole daily partitions whose every row is older than the cutoff.
+      for part in
+        select c.relname, (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz as hi
+          from pg_inherits i join pg_class c on c.oid = i.inhrelid
+         where i.inhparent = 'cdp.events'::regclass
+      loop
+        if part.hi <= cutoff then
+          execute format('select count(*) from cdp.%I', part.relname) into n;
+          -- Partitions made by CREATE EXTENSION belong to it until released.
+          if exists (select from pg_depend where classid = 'pg_class'::regclass
+                      and objid = ('cdp.' || quote_ident(part.relname))::regclass and deptype = 'e') then
+            execute format('alter extension cdp drop table cdp.%I', part.relname);
+          end if;
+          execute format('drop table cdp.%I', part.relname);
+          total := total + n;
+          dropped := dropped || part.relname::text;
+        end if;
+      end loop;
+    else
+      loop
+        if r.kind = 'quarantine' then
+          delete from cdp.quarantine where id in (select id from cdp.quarantine where received_at < cutoff limit batch);
+        elsif r.kind = 'outbox' then
+          delete from cdp.outbox where id in (select id from cdp.outbox where created_at < cutoff limit batch);
+        elsif r.kind = 'dead_letters' then
+          delete from cdp.dead_letters where id in (select id from cdp.dead_letters where failed_at < cutoff limit batch);
+        elsif r.kind = 'segment_history' then
+          delete from cdp.segment_membership where ctid in
+            (select ctid from cdp.segment_membership where exited_at < cutoff limit batch);
+        elsif r.kind = 'consent_history' then
+          -- The statement that is still in force stays, however old.
+          delete from cdp.consent_history h where h.id in (
+            select h2.id from cdp.consent_history h2 where h2.expressed_at < cutoff
+               and exists (select from cdp.consent_history h3 where h3.profile_id = h2.profile_id
+                            and h3.expressed_at > h2.expressed_at)
+             limit batch);
+        end if;
+        get diagnostics n = row_count;
+        total := total + n;
+        exit when n < batch;
+      end loop;
+    end if;
+    if total > 0 then
+      insert into cdp.retention_log (kind, cutoff, removed, partitions)
+      values (r.kind, cutoff, total, nullif(dropped, '{}'));
+      raise log 'cdp retention: removed % % older than % %', total, r.kind, cutoff,
+        case when dropped = '{}' then '' else '(partitions ' || array_to_string(dropped, ', ') || ')' end;
+      result := result || jsonb_build_object(r.kind, total);
+    end if;
+  end loop;
+  return result;
+end $$;
+comment on function cdp.run_retention(int) is 'Applies cdp.retention now: drops whole expired partitions of cdp.events (never row by row) and trims the other kinds in batches; logs what it removed in cdp.retention_log. The processor runs it once a minute.';
+
+-- Configuration changes are audited, secrets left out.
+create function cdp.audit_change() returns trigger
+language plpgsql
+as $$
+declare
+  strip text[] := array['write_key_hash'];
+  old_row jsonb;
+  new_row jsonb;
+begin
+  if tg_op = 'TRUNCATE' then
+    insert into cdp.audit_log (action, target) values ('truncate', tg_table_name);
+    return null;
+  end if;
+  if tg_op <> 'INSERT' then old_row := to_jsonb(old) - strip #- '{options,secret}'; end if;
+  if tg_op <> 'DELETE' then new_row := to_jsonb(new) - strip #- '{options,secret}'; end if;
+  insert into cdp.audit_log (action, target, details)
+  values (lower(tg_op), tg_table_name, jsonb_strip_nulls(jsonb_build_object('old', old_row, 'new', new_row)));
+  return null;
+end $$;
+comment on function cdp.audit_change() is 'Trigger: writes each change to a configuration table into cdp.audit_log (write key hashes and destination secrets left out).';
+create trigger sources_audit after insert or update or delete on cdp.sources for each row execute function cdp.audit_change();
+create trigger destinations_audit after insert or update of name, url, options, paused or delete on cdp.destinations
+  for each row execute function cdp.audit_change();
+create trigger identifier_types_audit after insert or update or delete on cdp.identifier_types for each row execute function cdp.audit_change();
+create trigger trait_rules_audit after insert or update or delete on cdp.trait_rules for each row execute function cdp.audit_change();
+create trigger segments_audit after insert or update or delete on cdp.segments for each row execute function cdp.audit_change();
+create trigger computed_traits_audit after insert or update or delete on cdp.computed_traits for each row execute function cdp.audit_change();
+create trigger retention_audit after insert or update or delete on cdp.retention for each row execute function cdp.audit_change();
+
+------------------------------------------------------------------------------
 -- Operations
 ------------------------------------------------------------------------------
 create function cdp.http_metrics() returns text
@@ -902,5 +1315,103 @@ create view cdp.workers as
   select pid, backend_type, application_name, state, backend_start, state_change
     from pg_stat_activity where backend_type like 'cdp %';
 comment on view cdp.workers is 'The cdp background workers running now (one row each): check here that the HTTP collector is up.';
+
+------------------------------------------------------------------------------
+-- Roles and what analysts see
+------------------------------------------------------------------------------
+-- The PII trait names (GUC cdp.pii_traits), as an array.
+create function cdp.pii_traits() returns text[]
+language sql stable
+as $$ select coalesce(string_to_array(replace(current_setting('cdp.pii_traits', true), ' ', ''), ','), '{}') $$;
+comment on function cdp.pii_traits() is 'The trait names cdp.pii_traits lists (default email, phone, first_name, last_name, address, ip).';
+
+create function cdp.mask(doc jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare pii text[] := cdp.pii_traits(); out jsonb := '{}'; k text; v jsonb;
+begin
+  if doc is null or jsonb_typeof(doc) <> 'object' then return doc; end if;
+  for k, v in select * from jsonb_each(doc) loop
+    if k = any(pii) and jsonb_typeof(v) <> 'null' then
+      v := to_jsonb('sha256:' || encode(sha256(convert_to(lower(btrim(v #>> '{}')), 'UTF8')), 'hex'));
+    elsif jsonb_typeof(v) = 'object' then
+      v := cdp.mask(v);
+    end if;
+    out := out || jsonb_build_object(k, v);
+  end loop;
+  return out;
+end $$;
+comment on function cdp.mask(jsonb) is 'The object with every member named in cdp.pii_traits (at any depth) replaced by "sha256:" and the hex SHA-256 of its trimmed, lower-cased text: analysts can count and join on it, not read it.';
+
+create view cdp.analyst_profiles with (security_barrier) as
+  select p.profile_id, cdp.mask(p.traits) as traits, pc.computed, p.first_seen, p.last_seen, p.event_count,
+         p.identifier_count, p.merge_count, p.flagged, p.updated_at
+    from cdp.profiles p left join cdp.profile_computed pc using (profile_id);
+comment on view cdp.analyst_profiles is 'Profiles for analysts: PII traits hashed (cdp.mask), computed traits as they are.';
+
+create view cdp.analyst_identities with (security_barrier) as
+  select i.profile_id, i.type, encode(sha256(convert_to(i.value, 'UTF8')), 'hex') as value_hash, i.first_seen
+    from cdp.identities i;
+comment on view cdp.analyst_identities is 'Identifiers for analysts: the type and a SHA-256 of the normalised value, never the value.';
+
+create view cdp.analyst_events with (security_barrier) as
+  select e.id, e.received_at, e."timestamp", e.type, e.event, e.name, e.category, e.source_id,
+         m.canonical_id as profile_id, e.group_id,
+         encode(sha256(convert_to(e.user_id, 'UTF8')), 'hex') as user_id_hash,
+         encode(sha256(convert_to(e.anonymous_id, 'UTF8')), 'hex') as anonymous_id_hash,
+         cdp.mask(e.properties) as properties, cdp.mask(e.traits) as traits, cdp.mask(e.context) as context
+    from cdp.events e
+    join cdp.event_profiles ep on ep.event_id = e.id
+    join cdp.profile_map m on m.profile_id = ep.profile_id;
+comment on view cdp.analyst_events is 'Processed events for analysts: user and anonymous ids hashed, PII members of properties, traits and context hashed (cdp.mask).';
+
+do $$
+begin
+  if not exists (select from pg_roles where rolname = 'cdp_admin') then create role cdp_admin nologin; end if;
+  if not exists (select from pg_roles where rolname = 'cdp_ingest') then create role cdp_ingest nologin; end if;
+  if not exists (select from pg_roles where rolname = 'cdp_analyst') then create role cdp_analyst nologin; end if;
+end $$;
+
+-- Nothing is open to everyone; each role gets what it needs.
+revoke all on all functions in schema cdp from public;
+grant usage on schema cdp to cdp_admin, cdp_ingest, cdp_analyst;
+
+grant all on all tables in schema cdp to cdp_admin;
+grant all on all sequences in schema cdp to cdp_admin;
+grant execute on all functions in schema cdp to cdp_admin;
+
+-- Ingest: the ingest functions and the rows they write; sources and
+-- partitions are reached through security-definer functions.
+grant execute on function cdp.ingest(jsonb, text), cdp.ingest_one(jsonb, text),
+  cdp.track(text, text, text, jsonb, jsonb, timestamptz, text, jsonb, text),
+  cdp.identify(text, text, jsonb, jsonb, timestamptz, text, jsonb, text),
+  cdp.page(text, text, text, text, jsonb, jsonb, timestamptz, text, jsonb, text),
+  cdp.screen(text, text, text, text, jsonb, jsonb, timestamptz, text, jsonb, text),
+  cdp.alias(text, text, jsonb, timestamptz, text, jsonb, text),
+  cdp."group"(text, text, text, jsonb, jsonb, timestamptz, text, jsonb, text),
+  cdp.now(), cdp.source_for_key(text), cdp.ensure_partitions(timestamptz, int) to cdp_ingest;
+grant insert on cdp.events, cdp.quarantine to cdp_ingest;
+grant select (source_id, message_id), insert on cdp.message_ids to cdp_ingest;
+grant usage on sequence cdp.events_id_seq to cdp_ingest;
+alter function cdp.source_for_key(text) security definer;
+alter function cdp.ensure_partitions(timestamptz, int) security definer;
+
+-- Analysts: masked views and segments; no raw table, write key, secret or ledger.
+grant select on cdp.analyst_profiles, cdp.analyst_identities, cdp.analyst_events, cdp.segments, cdp.segment_sizes,
+  cdp.segment_membership, cdp.computed_traits to cdp_analyst;
+grant execute on function cdp.mask(jsonb), cdp.pii_traits(), cdp.segment_members(text), cdp.now() to cdp_analyst;
+
+create function cdp.grant_role(role text, member text) returns void
+language plpgsql volatile
+as $$
+begin
+  if role not in ('cdp_admin', 'cdp_ingest', 'cdp_analyst') then
+    raise exception 'role: must be one of cdp_admin, cdp_ingest, cdp_analyst' using errcode = '22023';
+  end if;
+  execute format('grant %I to %I', role, member);
+  insert into cdp.audit_log (action, target, details) values ('grant_role', member, jsonb_build_object('role', role));
+end $$;
+comment on function cdp.grant_role(text, text) is 'Grants one of the cdp roles to a database user and records it in cdp.audit_log.';
+revoke all on function cdp.grant_role(text, text) from public;
 
 select cdp.ensure_partitions(now());

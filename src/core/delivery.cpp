@@ -140,7 +140,7 @@ Options Options::parse(const Value& v) {
   }
   if (const Value* s = member(v, "subscribe")) {
     if (!s->IsObject()) fail("subscribe", "must be an object with events and/or segments");
-    check_keys(*s, "subscribe", {"events", "segments"}, "a subscription has events and segments");
+    check_keys(*s, "subscribe", {"events", "segments", "deletions"}, "a subscription has events, segments and deletions");
     if (const Value* e = member(*s, "events")) {
       if (e->IsBool()) {
         o.all_events = e->GetBool();
@@ -151,6 +151,10 @@ Options Options::parse(const Value& v) {
       }
     }
     if (const Value* g = member(*s, "segments")) o.segments = strings(*g, "subscribe.segments", "a segment name");
+    if (const Value* d = member(*s, "deletions")) {
+      if (!d->IsBool()) fail("subscribe.deletions", "must be true or false");
+      o.deletions = d->GetBool();
+    }
   }
   if (const Value* b = member(v, "batch")) {
     if (!b->IsObject()) fail("batch", "must be an object such as {\"max_events\": 100, \"max_wait_ms\": 1000}");
@@ -192,8 +196,11 @@ bool Options::wants(const computed::EventInput& e) const {
 }
 
 bool consented(const Value* context, const std::vector<std::string>& required) {
+  return granted(segments::find_path(context, "consent.categoryPreferences"), required);
+}
+
+bool granted(const Value* prefs, const std::vector<std::string>& required) {
   if (required.empty()) return true;
-  const Value* prefs = segments::find_path(context, "consent.categoryPreferences");
   if (!prefs || !prefs->IsObject()) return false;
   for (const std::string& c : required) {
     auto it = prefs->FindMember(c.c_str());

@@ -6,7 +6,8 @@
 //   {"headers": {"Authorization": "Bearer abc"},        sent with every request
 //    "secret": "whsec_...",                              HMAC-SHA256 signing key
 //    "subscribe": {"events": true | [filter, ...],       filter: {"type", "event", "where"}
-//                  "segments": ["vip", ...]},            enter and exit of these segments
+//                  "segments": ["vip", ...],             enter and exit of these segments
+//                  "deletions": true},                   a notice when cdp.erase forgets someone
 //    "batch": {"max_events": 1..500, "max_wait_ms": 0..60000},
 //    "consent": ["marketing", ...],                      categories an event must grant
 //    "pii": {"drop": [path, ...], "hash": [path, ...]},  dotted paths into the payload
@@ -36,6 +37,7 @@ struct Options {
   bool all_events = false;
   std::vector<computed::Definition> event_filters;  // count definitions: type, event, where
   std::vector<std::string> segments;
+  bool deletions = false;
   int max_events = 1;
   int max_wait_ms = 0;
   std::vector<std::string> consent;
@@ -52,6 +54,8 @@ struct Options {
 // Whether an event's context.consent.categoryPreferences grants every
 // category in `required` (true for each). Absent preferences grant nothing.
 bool consented(const rapidjson::Value* context, const std::vector<std::string>& required);
+// The same for a preferences object ({"marketing": true, ...}); nullptr grants nothing.
+bool granted(const rapidjson::Value* preferences, const std::vector<std::string>& required);
 
 // Drops and hashes the policy's paths in place. A hashed value is the hex
 // SHA-256 of its text trimmed and lower-cased (numbers as written), as ad

@@ -5,6 +5,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -82,6 +83,18 @@ void queue_events(const std::vector<EventFacts>& events, const std::vector<std::
   std::vector<int64_t> profile, event_id;
   std::vector<std::string> txid;
   std::map<int, int64_t> blocked;
+  // An event without consent preferences of its own is judged by its
+  // profile's latest known consent (cdp.consent).
+  std::map<int64_t, rapidjson::Document> consent;
+  if (std::any_of(c.destinations.begin(), c.destinations.end(), [](auto& d) { return !d.options.consent.empty(); })) {
+    std::vector<std::pair<int64_t, std::string>> rows;
+    call([&] {
+      uint64 n = spi::exec("select profile_id, preferences::text from cdp.consent where profile_id = any($1)",
+                           {spi::int8_array(bound)}, SPI_OK_SELECT);
+      for (uint64 r = 0; r < n; r++) rows.emplace_back(spi::get_int8(r, 1), spi::get_text(r, 2));
+    });
+    for (auto& [p, text] : rows) parse_json(consent[p], text);
+  }
   for (size_t i = 0; i < events.size(); i++) {
     if (bound[i] == 0) continue;
     const EventFacts& e = events[i];
@@ -89,9 +102,14 @@ void queue_events(const std::vector<EventFacts>& events, const std::vector<std::
     bool has_props = !e.properties.empty() && !parse_json(props, e.properties).IsError();
     bool has_context = !e.context.empty() && !parse_json(context, e.context).IsError();
     computed::EventInput in{e.id, e.type, e.name, e.timestamp, has_props ? &props : nullptr};
+    const rapidjson::Value* prefs = has_context ? segments::find_path(&context, "consent.categoryPreferences") : nullptr;
+    if (!prefs) {
+      auto it = consent.find(bound[i]);
+      if (it != consent.end()) prefs = &it->second;
+    }
     for (const Destination& d : c.destinations) {
       if (!d.options.wants(in)) continue;
-      if (!cdp::delivery::consented(has_context ? &context : nullptr, d.options.consent)) {
+      if (!cdp::delivery::granted(prefs, d.options.consent)) {
         blocked[d.id]++;
         continue;
       }

@@ -155,7 +155,8 @@ bool write_group(const std::vector<PendingRequest*>& group, std::string& failure
   std::vector<Incoming> in;
   std::vector<PendingRequest*> authorized;
   try {
-    worker::begin("cdp http: committing events");
+    // As cdp_ingest: the collector can insert events and nothing else.
+    worker::begin_as("cdp http: committing events", "cdp_ingest");
     Micros latest = 0;
     for (PendingRequest* r : group) {
       int source = key_cache->lookup(r->write_key);

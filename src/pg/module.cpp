@@ -37,6 +37,8 @@ void assign_test_clock(const char* value, void*) {
   test_clock_micros = t.value_or(0);
 }
 
+char* pii_traits = nullptr;
+
 void define_gucs() {
   DefineCustomIntVariable(
       "cdp.dedup_window_hours", "How long a messageId is remembered for deduplication.",
@@ -49,6 +51,10 @@ void define_gucs() {
       "When set to an ISO-8601 date-time, receivedAt and every time-based rule use it "
       "instead of the real clock. Leave empty in production.",
       &test_clock_text, "", PGC_SUSET, 0, check_test_clock, assign_test_clock, nullptr);
+  DefineCustomStringVariable(
+      "cdp.pii_traits", "Trait names masked for analysts (comma-separated).",
+      "cdp.analyst_profiles and cdp.analyst_events show these members, at any depth, as a SHA-256.",
+      &pii_traits, "email,phone,first_name,last_name,address,ip", PGC_SUSET, 0, nullptr, nullptr, nullptr);
   define_http_gucs();
   define_processor_gucs();
   audience::define_gucs();

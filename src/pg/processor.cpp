@@ -14,6 +14,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "core/delivery.hpp"
 #include "core/identity.hpp"
 #include "core/traits.hpp"
 #include "pg/audience.hpp"
@@ -58,6 +59,7 @@ namespace cdp::pg {
 namespace {
 
 bool processor_enabled = true;
+bool retention_enabled = true;
 int batch_size = 5000;
 int max_merges = 100;
 int max_identifiers = 1000;
@@ -363,6 +365,91 @@ struct PhaseClock {
   }
 };
 
+// Events carrying an identifier of an erased person (cdp.suppressions) go to
+// cdp.quarantine with reason "suppressed" and leave the batch, so that they
+// re-create nothing.
+void quarantine_suppressed(const IdentityRules& rules, Batch& b, std::vector<std::vector<Identifier>>& extracted) {
+  bool any = false;
+  call([&] {
+    spi::exec("select exists (select from cdp.suppressions)", SPI_OK_SELECT);
+    any = spi::get_bool(0, 1);
+  });
+  if (!any) return;
+  std::vector<std::string> hashes;
+  for (auto& ids : extracted)
+    for (auto& id : ids) hashes.push_back(cdp::delivery::sha256_hex(rules.types()[id.type].name + ":" + id.value));
+  std::set<std::string> hit;
+  call([&] {
+    uint64 n = spi::exec("select identifier_hash from cdp.suppressions where identifier_hash = any($1)",
+                         {spi::text_array(hashes)}, SPI_OK_SELECT);
+    for (uint64 r = 0; r < n; r++) hit.insert(spi::get_text(r, 1));
+  });
+  if (hit.empty()) return;
+  Batch kept;
+  std::vector<std::vector<Identifier>> kept_ids;
+  std::vector<std::string> q_txid;
+  std::vector<int64_t> q_id;
+  size_t h = 0;
+  for (size_t i = 0; i < b.events.size(); i++) {
+    bool suppressed = false;
+    for (size_t k = 0; k < extracted[i].size(); k++) suppressed |= hit.count(hashes[h++]) > 0;
+    if (suppressed) {
+      q_txid.push_back(b.txids[i]);
+      q_id.push_back(b.events[i].id);
+    } else {
+      kept.events.push_back(std::move(b.events[i]));
+      kept.txids.push_back(std::move(b.txids[i]));
+      kept_ids.push_back(std::move(extracted[i]));
+    }
+  }
+  call([&] {
+    spi::exec("with moved as (delete from cdp.events e using unnest($1::text[], $2::int8[]) x(t, id)"
+              "   where e.txid = x.t::xid8 and e.id = x.id returning e.*)"
+              " insert into cdp.quarantine (received_at, source_id, message_id, field, reason, raw)"
+              " select received_at, source_id, message_id, 'identifiers', 'suppressed',"
+              "   (to_jsonb(moved) - 'txid' - 'id')::text from moved",
+              {spi::text_array(q_txid), spi::int8_array(q_id)}, SPI_OK_INSERT);
+  });
+  b = std::move(kept);
+  extracted = std::move(kept_ids);
+}
+
+// Consent: a merged-away profile's consent goes to its survivor (the latest
+// statement wins), then each event carrying context.consent.categoryPreferences
+// is recorded in the history and, if it is the latest, as the profile's consent.
+void record_consent(const Batch& b, const std::vector<int64_t>& bound, const std::vector<int64_t>& merged_away,
+                    const std::vector<int64_t>& merged_into) {
+  std::vector<int64_t> profiles, ids;
+  std::vector<std::string> txids;
+  for (size_t i = 0; i < b.events.size(); i++)
+    if (bound[i] != 0 && b.events[i].context.find("categoryPreferences") != std::string::npos) {
+      profiles.push_back(bound[i]);
+      txids.push_back(b.txids[i]);
+      ids.push_back(b.events[i].id);
+    }
+  if (profiles.empty() && merged_away.empty()) return;
+  call([&] {
+    spi::exec("with gone as (delete from cdp.consent c using unnest($1::int8[], $2::int8[]) x(away, into_)"
+              "   where c.profile_id = x.away returning x.into_, c.*)"
+              " insert into cdp.consent as c (profile_id, preferences, updated_at, source)"
+              " select distinct on (into_) into_, preferences, updated_at, source from gone order by into_, updated_at desc"
+              " on conflict (profile_id) do update set preferences = excluded.preferences,"
+              "   updated_at = excluded.updated_at, source = excluded.source where excluded.updated_at >= c.updated_at",
+              {spi::int8_array(merged_away), spi::int8_array(merged_into)}, SPI_OK_INSERT);
+    spi::exec("with ev as (select x.p, e.id, e.\"timestamp\" as at, e.context->'consent'->'categoryPreferences' as prefs"
+              "   from unnest($1::int8[], $2::text[], $3::int8[]) x(p, t, id)"
+              "   join cdp.events e on e.txid = x.t::xid8 and e.id = x.id"
+              "  where jsonb_typeof(e.context->'consent'->'categoryPreferences') = 'object'),"
+              " h as (insert into cdp.consent_history (profile_id, preferences, source, event_id, expressed_at)"
+              "   select p, prefs, 'event', id, at from ev)"
+              " insert into cdp.consent as c (profile_id, preferences, updated_at, source)"
+              " select distinct on (p) p, prefs, at, 'event' from ev order by p, at desc, id desc"
+              " on conflict (profile_id) do update set preferences = excluded.preferences,"
+              "   updated_at = excluded.updated_at, source = excluded.source where excluded.updated_at >= c.updated_at",
+              {spi::int8_array(profiles), spi::text_array(txids), spi::int8_array(ids)}, SPI_OK_INSERT);
+  });
+}
+
 int64_t process_batch(int limit, bool from_worker) {
   PhaseClock clock;
   Batch b = read_events(limit, from_worker);
@@ -377,6 +464,19 @@ int64_t process_batch(int limit, bool from_worker) {
   std::vector<std::vector<Identifier>> extracted;  // once per event: it parses JSON
   extracted.reserve(b.events.size());
   for (auto& e : b.events) extracted.push_back(rules.extract(e));
+  // The cursor moves past the whole batch, suppressed events included.
+  const std::string cursor_txid = b.txids.back();
+  const int64_t cursor_event = b.events.back().id;
+  const int batch_events = static_cast<int>(b.events.size());
+  quarantine_suppressed(rules, b, extracted);
+  if (b.events.empty()) {
+    call([&] {
+      spi::exec("update cdp.processor_state set cursor_txid = $1::xid8, cursor_event = $2,"
+                " processed_total = processed_total + $3, last_batch = $3, last_run_at = clock_timestamp()",
+                {spi::str(cursor_txid), spi::int8(cursor_event), spi::int4(batch_events)}, SPI_OK_UPDATE);
+    });
+    return batch_events;
+  }
   std::set<int64_t> known;
   seed(resolver, rules, b, extracted, known);
   std::vector<Decision> decisions;
@@ -609,20 +709,20 @@ int64_t process_batch(int limit, bool from_worker) {
     spi::exec("update cdp.processor_state set cursor_txid = $1::xid8, cursor_event = $2,"
               " processed_total = processed_total + $3, last_batch = $3, last_run_at = clock_timestamp(),"
               " last_batch_ms = $4",
-              {spi::str(b.txids.back()), spi::int8(b.events.back().id),
-               spi::int4(static_cast<int>(b.events.size())), spi::float8(clock.total_ms())},
+              {spi::str(cursor_txid), spi::int8(cursor_event), spi::int4(batch_events), spi::float8(clock.total_ms())},
               SPI_OK_UPDATE);
   });
   call([&] { clock.mark("write"); });
   std::vector<int64_t> bound(b.events.size(), 0);
   for (size_t i = 0; i < b.events.size(); i++)
     if (decisions[i].profile != 0) bound[i] = final_of(decisions[i].profile);
+  record_consent(b, bound, merged_away, merged_into);
   // Events first, then the segment changes they cause: a destination sees them in that order.
   delivery::queue_events(b.events, b.txids, bound);
   call([&] { clock.mark("queue deliveries"); });
   audience::after_batch(b.events, bound, merged_away, merged_into);
   call([&] { clock.mark("segments"); });
-  return static_cast<int64_t>(b.events.size());
+  return batch_events;
 }
 
 // Recomputes traits and counters of the given surviving profiles from every
@@ -778,12 +878,16 @@ bool run_one_batch() {
   return n >= batch_size;  // more waiting
 }
 
-// Partitions ahead and the dedup window, once a minute: without this nothing
+// Partitions ahead, the dedup window and retention, once a minute: without this nothing
 // would trim cdp.message_ids when only the SQL API is used.
 void run_maintenance() {
   try {
     worker::begin("cdp processor: maintenance");
-    if (worker::extension_installed()) call([] { spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT); });
+    if (worker::extension_installed())
+      call([] {
+        spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT);
+        if (retention_enabled) spi::exec("select cdp.run_retention()", SPI_OK_SELECT);
+      });
     worker::commit();
   } catch (const std::exception& e) {
     worker::abort("cdp processor: maintenance", e.what());
@@ -857,6 +961,9 @@ void define_processor_gucs() {
   DefineCustomBoolVariable("cdp.processor_enabled", "Run the processor background worker.",
                            "Without it, call cdp.process_pending() to process events.",
                            &processor_enabled, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+  DefineCustomBoolVariable("cdp.retention_enabled", "Apply cdp.retention once a minute in the processor worker.",
+                           "Off: run cdp.run_retention() yourself (the test clusters do, with a settable clock).",
+                           &retention_enabled, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.processor_batch_size", "Most events the processor handles in one transaction.",
                           nullptr, &batch_size, 5000, 1, 100000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.max_merges_per_profile",

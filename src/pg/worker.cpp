@@ -11,6 +11,7 @@ extern "C" {
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
+#include "utils/acl.h"
 #include "utils/snapmgr.h"
 }
 
@@ -41,8 +42,26 @@ void begin(const char* activity) {
   });
 }
 
+// The identity the transaction runs as, when begin_as switched it.
+static bool switched = false;
+static Oid saved_user = InvalidOid;
+static int saved_context = 0;
+
+void begin_as(const char* activity, const char* role) {
+  begin(activity);
+  call([&] {
+    Oid id = get_role_oid(role, true);
+    if (!OidIsValid(id)) return;  // no such role yet: the extension is not created, nothing is written
+    GetUserIdAndSecContext(&saved_user, &saved_context);
+    SetUserIdAndSecContext(id, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+    switched = true;
+  });
+}
+
 void commit() {
   call([] {
+    if (switched) SetUserIdAndSecContext(saved_user, saved_context);
+    switched = false;
     SPI_finish();
     PopActiveSnapshot();
     CommitTransactionCommand();
@@ -59,6 +78,7 @@ bool extension_installed() {
 
 void abort(const char* who, const std::string& why) {
   call([&] {
+    switched = false;  // the abort restores the user itself
     AbortCurrentTransaction();
     ereport(LOG, (errmsg("%s failed: %s", who, why.c_str())));
   });

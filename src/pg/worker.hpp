@@ -18,6 +18,9 @@ void install_signals();
 // Start a transaction with an SPI connection and a snapshot; commit it.
 // Both throw PgError on failure (see guard.hpp).
 void begin(const char* activity);
+// The same, running as `role` (when it exists) until commit or abort: a
+// worker does its work with no more privileges than that role has.
+void begin_as(const char* activity, const char* role);
 void commit();
 // Inside a transaction: whether CREATE EXTENSION cdp has run in this database.
 bool extension_installed();
