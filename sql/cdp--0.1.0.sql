@@ -1328,26 +1328,35 @@ comment on function cdp.pii_traits() is 'The trait names cdp.pii_traits lists (d
 create function cdp.mask(doc jsonb) returns jsonb
 language plpgsql stable
 as $$
-declare pii text[] := cdp.pii_traits(); out jsonb := '{}'; k text; v jsonb;
+declare pii text[] := cdp.pii_traits(); out jsonb; k text; v jsonb;
 begin
-  if doc is null or jsonb_typeof(doc) <> 'object' then return doc; end if;
+  if doc is null then return null; end if;
+  if jsonb_typeof(doc) = 'array' then
+    -- Arrays are walked too: {"recipients": [{"email": ...}]} hides the email.
+    select coalesce(jsonb_agg(cdp.mask(e) order by i), '[]') into out from jsonb_array_elements(doc) with ordinality x(e, i);
+    return out;
+  end if;
+  if jsonb_typeof(doc) <> 'object' then return doc; end if;
+  out := '{}';
   for k, v in select * from jsonb_each(doc) loop
     if k = any(pii) and jsonb_typeof(v) <> 'null' then
-      v := to_jsonb('sha256:' || encode(sha256(convert_to(lower(btrim(v #>> '{}')), 'UTF8')), 'hex'));
-    elsif jsonb_typeof(v) = 'object' then
+      -- The whole value, whatever its type, becomes one hash.
+      v := to_jsonb('sha256:' || encode(sha256(convert_to(lower(btrim(
+             case when jsonb_typeof(v) = 'string' then v #>> '{}' else v::text end)), 'UTF8')), 'hex'));
+    elsif jsonb_typeof(v) in ('object', 'array') then
       v := cdp.mask(v);
     end if;
     out := out || jsonb_build_object(k, v);
   end loop;
   return out;
 end $$;
-comment on function cdp.mask(jsonb) is 'The object with every member named in cdp.pii_traits (at any depth) replaced by "sha256:" and the hex SHA-256 of its trimmed, lower-cased text: analysts can count and join on it, not read it.';
+comment on function cdp.mask(jsonb) is 'The value with every member named in cdp.pii_traits, at any depth and inside arrays, replaced by "sha256:" and the hex SHA-256 of its trimmed, lower-cased text: analysts can count and join on it, not read it.';
 
 create view cdp.analyst_profiles with (security_barrier) as
-  select p.profile_id, cdp.mask(p.traits) as traits, pc.computed, p.first_seen, p.last_seen, p.event_count,
+  select p.profile_id, cdp.mask(p.traits) as traits, cdp.mask(pc.computed) as computed, p.first_seen, p.last_seen, p.event_count,
          p.identifier_count, p.merge_count, p.flagged, p.updated_at
     from cdp.profiles p left join cdp.profile_computed pc using (profile_id);
-comment on view cdp.analyst_profiles is 'Profiles for analysts: PII traits hashed (cdp.mask), computed traits as they are.';
+comment on view cdp.analyst_profiles is 'Profiles for analysts: PII traits hashed (cdp.mask), computed traits too when named in cdp.pii_traits (a computed trait that copies an email under another name is shown: name it accordingly or keep it out).';
 
 create view cdp.analyst_identities with (security_barrier) as
   select i.profile_id, i.type, encode(sha256(convert_to(i.value, 'UTF8')), 'hex') as value_hash, i.first_seen
@@ -1411,7 +1420,11 @@ begin
   execute format('grant %I to %I', role, member);
   insert into cdp.audit_log (action, target, details) values ('grant_role', member, jsonb_build_object('role', role));
 end $$;
-comment on function cdp.grant_role(text, text) is 'Grants one of the cdp roles to a database user and records it in cdp.audit_log.';
+comment on function cdp.grant_role(text, text) is 'Grants one of the cdp roles to a database user and records it in cdp.audit_log. Runs with the extension owner''s rights; cdp_admin may call it.';
+alter function cdp.grant_role(text, text) security definer set search_path = pg_catalog, pg_temp;
 revoke all on function cdp.grant_role(text, text) from public;
+grant execute on function cdp.grant_role(text, text) to cdp_admin;
+-- Retention drops partitions, which only their owner may do; cdp_admin can run it by hand.
+alter function cdp.run_retention(int) security definer set search_path = pg_catalog, pg_temp;
 
 select cdp.ensure_partitions(now());

@@ -362,10 +362,14 @@ CONSENT="${N}_consent"
 create_dest "$CONSENT" "${SINK_URL[main]}/consent" '{"subscribe": {"events": [{"event": "Consent Test"}]}, "consent": ["marketing"]}'
 OPEN="${N}_consent_all"  # the same events, no consent required: all 5 arrive
 create_dest "$OPEN" "${SINK_URL[main]}/consent_all" '{"subscribe": {"events": [{"event": "Consent Test"}]}}'
+# Event 3 carries no preferences and comes from someone with no consent on
+# record, so it is judged by that (nothing granted). (An event without
+# preferences from a person with consent on record is judged by their latest
+# consent: see sql/privacy.sql.)
 sqlq "begin;
   $(track_sql "Consent Test" "$U-c" "$M-c-1" '{}' '{"consent": {"categoryPreferences": {"marketing": true, "analytics": false}}}')
   $(track_sql "Consent Test" "$U-c" "$M-c-2" '{}' '{"consent": {"categoryPreferences": {"marketing": false, "analytics": true}}}')
-  $(track_sql "Consent Test" "$U-c" "$M-c-3" '{}' '{"locale": "en-US"}')
+  $(track_sql "Consent Test" "$U-c3" "$M-c-3" '{}' '{"locale": "en-US"}')
   $(track_sql "Consent Test" "$U-c" "$M-c-4" '{}' '{"consent": {"categoryPreferences": {"analytics": true}}}')
   $(track_sql "Consent Test" "$U-c" "$M-c-6" '{}' '{"consent": {"categoryPreferences": {"marketing": "true"}}}')
   $(track_sql "Consent Test" "$U-c" "$M-c-5" '{}' '{"consent": {"categoryPreferences": {"marketing": true}}}')
