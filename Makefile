@@ -8,7 +8,7 @@ OBJS = $(CORE_SOURCES:.cpp=.o) $(PG_SOURCES:.cpp=.o)
 DATA = $(wildcard sql/cdp--*.sql)
 
 # pg_regress suites: sql/<name>.sql against expected/<name>.out, in this order.
-REGRESS = schema sources ingest validation dedup typed partitions identity segments computed audience_repair
+REGRESS = schema sources ingest validation dedup typed partitions identity segments computed audience_repair privacy
 REGRESS_OPTS = --load-extension=cdp
 # Isolation specs (specs/<name>.spec): concurrent sessions racing.
 ISOLATION = processor_order

@@ -591,7 +591,7 @@ create table cdp.outbox (
   occurred_at timestamptz not null,
   created_at  timestamptz not null default clock_timestamp()
 );
-comment on table cdp.outbox is 'Activations waiting for delivery: each segment enter and exit, written in the same transaction as the membership change. Nothing trims it yet: the delivery worker (destinations) is to read it.';
+comment on table cdp.outbox is 'Activations waiting for delivery: each segment enter and exit, written in the same transaction as the membership change. The trigger cdp.queue_segment_deliveries turns each row into deliveries for subscribed destinations; rows are kept for cdp.retention (outbox, 7 days by default).';
 comment on column cdp.outbox.id is 'Write order.';
 comment on column cdp.outbox.kind is 'segment_enter or segment_exit.';
 comment on column cdp.outbox.profile_id is 'The profile.';
@@ -739,7 +739,7 @@ comment on column cdp.destinations.circuit_open_until is 'While in the future, t
 comment on column cdp.destinations.delivered is 'Deliveries acknowledged with 2xx.';
 comment on column cdp.destinations.failed_attempts is 'Requests that failed (each retry counts).';
 comment on column cdp.destinations.dead is 'Deliveries moved to cdp.dead_letters.';
-comment on column cdp.destinations.consent_blocked is 'Events not queued because they lacked a consent category the destination requires.';
+comment on column cdp.destinations.consent_blocked is 'Activations (events and segment changes) not queued because the person had not granted a consent category the destination requires.';
 comment on column cdp.destinations.latency_p50_ms is 'Median time from queueing to acknowledgement over the recent deliveries.';
 comment on column cdp.destinations.latency_p99_ms is '99th percentile of the same.';
 comment on column cdp.destinations.last_delivery_at is 'When a delivery was last acknowledged.';
@@ -794,7 +794,7 @@ comment on table cdp.dead_letters is 'Deliveries given up on: a 4xx other than 4
 comment on column cdp.dead_letters.id is 'The delivery''s id.';
 comment on column cdp.dead_letters.destination_id is 'The destination.';
 comment on column cdp.dead_letters.profile_id is 'The profile.';
-comment on column cdp.dead_letters.kind is 'event, segment_enter or segment_exit.';
+comment on column cdp.dead_letters.kind is 'event, segment_enter, segment_exit or deletion.';
 comment on column cdp.dead_letters.payload is 'What was to be sent.';
 comment on column cdp.dead_letters.created_at is 'When it was first queued.';
 comment on column cdp.dead_letters.failed_at is 'When it was given up on.';
@@ -917,7 +917,7 @@ comment on column cdp.consent.source is 'event or api.';
 create function cdp.consented(profile_id bigint, required jsonb) returns boolean
 language sql stable
 as $$ select required is null or jsonb_array_length(required) = 0 or coalesce((
-  select bool_and(coalesce(c.preferences->>r = 'true', false))
+  select bool_and(coalesce(c.preferences->r = 'true'::jsonb, false))
     from cdp.consent c, jsonb_array_elements_text(required) r where c.profile_id = consented.profile_id), false) $$;
 comment on function cdp.consented(bigint, jsonb) is 'Whether the profile''s latest consent grants every listed category (a profile with no consent on record grants none).';
 
@@ -1021,13 +1021,15 @@ language sql stable strict
 as $$ select encode(sha256(convert_to(type || ':' || cdp.normalise_identifier(type, value), 'UTF8')), 'hex') $$;
 comment on function cdp.identifier_hash(text, text) is 'hex SHA-256 of type:normalised value: how suppressions, the deletion ledger and the audit log name an identifier without holding it.';
 
--- True when a string anywhere in the JSON value equals one of `vals` (trimmed, lower-cased).
-create function cdp.json_mentions(doc jsonb, vals text[]) returns boolean
+-- True when a string anywhere in the JSON value equals one of `exact` (trimmed)
+-- or, lower-cased, one of `folded` (values of types that ignore case).
+create function cdp.json_mentions(doc jsonb, exact text[], folded text[]) returns boolean
 language sql immutable parallel safe
 as $$ select doc is not null and exists (
   select from jsonb_path_query(doc, 'strict $.**') v
-   where jsonb_typeof(v) = 'string' and lower(btrim(v #>> '{}')) = any(vals)) $$;
-comment on function cdp.json_mentions(jsonb, text[]) is 'Whether any string in the JSON value, at any depth, equals one of the given values (trimmed, lower-cased): how erasure finds a person in payloads.';
+   where jsonb_typeof(v) = 'string'
+     and (btrim(v #>> '{}') = any(exact) or lower(btrim(v #>> '{}')) = any(folded))) $$;
+comment on function cdp.json_mentions(jsonb, text[], text[]) is 'Whether any string in the JSON value, at any depth, equals one of the exact values (trimmed) or, lower-cased, one of the folded values: how erasure finds a person in payloads.';
 
 create function cdp.set_consent(type text, value text, preferences jsonb) returns bigint
 language plpgsql volatile
@@ -1059,9 +1061,10 @@ as $$
 #variable_conflict use_column
 declare
   norm text := cdp.normalise_identifier(type, value);
-  p bigint := cdp.canonical_profile(cdp.profile_id(type, value));
+  p bigint;
   person_profiles bigint[] := '{}';
-  vals text[];
+  vals text[];    -- identifier values as stored (case kept for case-sensitive types)
+  folded text[];  -- values of types that ignore case (lower, email), lower-cased
   hashes text[];
   user_ids text[];
   removed jsonb := '{}';
@@ -1073,38 +1076,48 @@ begin
   if norm is null then
     raise exception 'value: not a usable % identifier (empty or blocked)', type using errcode = '22023';
   end if;
-  -- No processor batch runs meanwhile: nothing is re-created half-way.
+  -- No processor batch runs meanwhile: nothing is re-created half-way, and
+  -- the profile found is the one removed.
   perform pg_advisory_xact_lock(hashtext('cdp.processor'));
+  p := cdp.canonical_profile(cdp.profile_id(erase.type, erase.value));
   if p is not null then
     person_profiles := array(select profile_id from cdp.profile_map where canonical_id = p);
   end if;
-  select coalesce(array_agg(distinct lower(i.value)), '{}'), coalesce(array_agg(distinct cdp.identifier_hash(i.type, i.value)), '{}'),
+  select coalesce(array_agg(distinct i.value), '{}'),
+         coalesce(array_agg(distinct lower(i.value)) filter (where t.normalise in ('lower', 'email')), '{}'),
+         -- Stored values are normalised already: hashed as they are (normalising twice is not always a no-op).
+         coalesce(array_agg(distinct encode(sha256(convert_to(i.type || ':' || i.value, 'UTF8')), 'hex')), '{}'),
          coalesce(array_agg(i.value) filter (where i.type = 'user_id'), '{}')
-    into vals, hashes, user_ids
-    from cdp.identities i where i.profile_id = p;
-  vals := array(select distinct unnest(vals || lower(norm)));
-  hashes := array(select distinct unnest(hashes || cdp.identifier_hash(type, value)));
+    into vals, folded, hashes, user_ids
+    from cdp.identities i left join cdp.identifier_types t using (type) where i.profile_id = p;
+  vals := array(select distinct unnest(vals || norm));
+  if (select t.normalise in ('lower', 'email') from cdp.identifier_types t where t.type = erase.type) then
+    folded := array(select distinct unnest(folded || lower(norm)));
+  end if;
+  hashes := array(select distinct unnest(hashes || cdp.identifier_hash(erase.type, erase.value)));
   insert into cdp.suppressions (identifier_hash, type)
-  select cdp.identifier_hash(i.type, i.value), i.type from cdp.identities i where i.profile_id = p
+  select encode(sha256(convert_to(i.type || ':' || i.value, 'UTF8')), 'hex'), i.type from cdp.identities i where i.profile_id = p
   union select cdp.identifier_hash(erase.type, erase.value), erase.type
   on conflict do nothing;
 
   delete from cdp.events e
    where e.id in (select event_id from cdp.event_profiles where profile_id = any(person_profiles))
-      or lower(btrim(e.user_id)) = any(vals) or lower(btrim(e.anonymous_id)) = any(vals)
-      or lower(btrim(e.previous_id)) = any(vals)
-      or cdp.json_mentions(e.traits, vals) or cdp.json_mentions(e.context, vals) or cdp.json_mentions(e.properties, vals);
+      or btrim(e.user_id) = any(vals) or btrim(e.anonymous_id) = any(vals) or btrim(e.previous_id) = any(vals)
+      or cdp.json_mentions(e.traits, vals, folded) or cdp.json_mentions(e.context, vals, folded)
+      or cdp.json_mentions(e.properties, vals, folded);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('events', n);
   delete from cdp.event_profiles where profile_id = any(person_profiles);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('event_profiles', n);
-  delete from cdp.quarantine q where exists (select from unnest(vals) v where strpos(lower(q.raw), v) > 0);
+  delete from cdp.quarantine q where exists (select from unnest(vals) v where strpos(q.raw, v) > 0)
+     or exists (select from unnest(folded) v where strpos(lower(q.raw), v) > 0);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('quarantine', n);
-  delete from cdp.identities where profile_id = p or lower(value) = any(vals);
+  delete from cdp.identities i where i.profile_id = p;
   get diagnostics n = row_count; removed := removed || jsonb_build_object('identities', n);
-  delete from cdp.identity_refusals where profile_id = any(person_profiles) or other_profile = any(person_profiles) or lower(value) = any(vals);
+  delete from cdp.identity_refusals where profile_id = any(person_profiles) or other_profile = any(person_profiles)
+     or value = any(vals) or lower(value) = any(folded);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('identity_refusals', n);
   delete from cdp.profile_merges where from_profile = any(person_profiles) or into_profile = any(person_profiles)
-     or cdp.json_mentions(identifiers, vals);
+     or cdp.json_mentions(identifiers, vals, folded);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('profile_merges', n);
   delete from cdp.profiles where profile_id = any(person_profiles);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('profiles', n);
@@ -1113,10 +1126,10 @@ begin
   delete from cdp.profile_computed where profile_id = any(person_profiles);
   delete from cdp.segment_membership where profile_id = any(person_profiles);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('segment_membership', n);
-  delete from cdp.outbox where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals);
-  delete from cdp.deliveries where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals);
+  delete from cdp.outbox where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals, folded);
+  delete from cdp.deliveries where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals, folded);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('deliveries', n);
-  delete from cdp.dead_letters where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals);
+  delete from cdp.dead_letters where profile_id = any(person_profiles) or cdp.json_mentions(payload, vals, folded);
   get diagnostics n = row_count; removed := removed || jsonb_build_object('dead_letters', n);
   delete from cdp.consent where profile_id = any(person_profiles);
   delete from cdp.consent_history where profile_id = any(person_profiles);
@@ -1275,6 +1288,18 @@ begin
 end $$;
 comment on function cdp.run_retention(int) is 'Applies cdp.retention now: drops whole expired partitions of cdp.events (never row by row) and trims the other kinds in batches; logs what it removed in cdp.retention_log. The processor runs it once a minute.';
 
+-- A destination row without its signing secret and header values (which
+-- may hold credentials); header names stay, and whether a secret is set.
+create function cdp.without_secrets(r jsonb) returns jsonb
+language sql immutable
+as $$ select case when r ? 'options' then
+  jsonb_set(r, '{options}', ((r->'options') - 'secret' - 'headers')
+    || jsonb_build_object('secret_set', (r->'options') ? 'secret')
+    || jsonb_strip_nulls(jsonb_build_object('header_names',
+         (select jsonb_agg(k order by k) from jsonb_object_keys(r->'options'->'headers') k))))
+  else r end $$;
+comment on function cdp.without_secrets(jsonb) is 'A configuration row as the audit log keeps it: a destination''s secret and header values left out (header names and whether a secret is set stay).';
+
 -- Configuration changes are audited, secrets left out.
 create function cdp.audit_change() returns trigger
 language plpgsql
@@ -1288,8 +1313,8 @@ begin
     insert into cdp.audit_log (action, target) values ('truncate', tg_table_name);
     return null;
   end if;
-  if tg_op <> 'INSERT' then old_row := to_jsonb(old) - strip #- '{options,secret}'; end if;
-  if tg_op <> 'DELETE' then new_row := to_jsonb(new) - strip #- '{options,secret}'; end if;
+  if tg_op <> 'INSERT' then old_row := cdp.without_secrets(to_jsonb(old) - strip); end if;
+  if tg_op <> 'DELETE' then new_row := cdp.without_secrets(to_jsonb(new) - strip); end if;
   insert into cdp.audit_log (action, target, details)
   values (lower(tg_op), tg_table_name, jsonb_strip_nulls(jsonb_build_object('old', old_row, 'new', new_row)));
   return null;
@@ -1303,6 +1328,12 @@ create trigger trait_rules_audit after insert or update or delete on cdp.trait_r
 create trigger segments_audit after insert or update or delete on cdp.segments for each row execute function cdp.audit_change();
 create trigger computed_traits_audit after insert or update or delete on cdp.computed_traits for each row execute function cdp.audit_change();
 create trigger retention_audit after insert or update or delete on cdp.retention for each row execute function cdp.audit_change();
+create trigger sources_audit_truncate after truncate on cdp.sources for each statement execute function cdp.audit_change();
+create trigger destinations_audit_truncate after truncate on cdp.destinations for each statement execute function cdp.audit_change();
+create trigger identifier_types_audit_truncate after truncate on cdp.identifier_types for each statement execute function cdp.audit_change();
+create trigger trait_rules_audit_truncate after truncate on cdp.trait_rules for each statement execute function cdp.audit_change();
+create trigger segments_audit_truncate after truncate on cdp.segments for each statement execute function cdp.audit_change();
+create trigger computed_traits_audit_truncate after truncate on cdp.computed_traits for each statement execute function cdp.audit_change();
 
 ------------------------------------------------------------------------------
 -- Operations
@@ -1386,6 +1417,8 @@ revoke all on all functions in schema cdp from public;
 grant usage on schema cdp to cdp_admin, cdp_ingest, cdp_analyst;
 
 grant all on all tables in schema cdp to cdp_admin;
+-- The audit log and the deletion ledger are append-only, for administrators too.
+revoke update, delete, truncate on cdp.audit_log, cdp.deletion_ledger from cdp_admin;
 grant all on all sequences in schema cdp to cdp_admin;
 grant execute on all functions in schema cdp to cdp_admin;
 

@@ -60,6 +60,7 @@ namespace {
 
 bool processor_enabled = true;
 bool retention_enabled = true;
+bool rebuilding = false;  // cdp.rebuild_identities() is running: nothing is queued for delivery again
 int batch_size = 5000;
 int max_merges = 100;
 int max_identifiers = 1000;
@@ -718,7 +719,7 @@ int64_t process_batch(int limit, bool from_worker) {
     if (decisions[i].profile != 0) bound[i] = final_of(decisions[i].profile);
   record_consent(b, bound, merged_away, merged_into);
   // Events first, then the segment changes they cause: a destination sees them in that order.
-  delivery::queue_events(b.events, b.txids, bound);
+  if (!rebuilding) delivery::queue_events(b.events, b.txids, bound);
   call([&] { clock.mark("queue deliveries"); });
   audience::after_batch(b.events, bound, merged_away, merged_into);
   call([&] { clock.mark("segments"); });
@@ -819,17 +820,47 @@ int64_t unmerge(int64_t merge_id) {
 int64_t rebuild() {
   call([] {
     spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
+    // Consent is kept by profile number, and the numbers change: statements
+    // made through cdp.set_consent are carried over by identifier; those from
+    // events are recorded again as the events are processed.
+    spi::exec("create temp table cdp_rebuild_consent on commit drop as"
+              " select distinct on (h.id) i.type, i.value, h.preferences, h.event_id, h.expressed_at, h.recorded_at"
+              "   from cdp.consent_history h join cdp.profile_map m on m.profile_id = h.profile_id"
+              "   join cdp.identities i on i.profile_id = m.canonical_id where h.source = 'api'"
+              "  order by h.id, i.first_seen",
+              SPI_OK_UTILITY);
+    spi::exec("truncate cdp.consent, cdp.consent_history", SPI_OK_UTILITY);
     spi::exec("truncate cdp.identities, cdp.profiles, cdp.profile_map, cdp.profile_merges,"
               " cdp.identity_refusals, cdp.event_profiles, cdp.accounts, cdp.profile_accounts,"
               " cdp.profile_computed, cdp.aggregates_built", SPI_OK_UTILITY);
     spi::exec("update cdp.processor_state set cursor_txid = '0', cursor_event = 0", SPI_OK_UPDATE);
   });
   int64_t total = 0;
-  for (;;) {
-    int64_t n = process_batch(1000000, false);
-    total += n;
-    if (n < 1000000) break;
+  rebuilding = true;  // the events were delivered when first processed
+  try {
+    for (;;) {
+      int64_t n = process_batch(1000000, false);
+      total += n;
+      if (n < 1000000) break;
+    }
+  } catch (...) {
+    rebuilding = false;
+    throw;
   }
+  rebuilding = false;
+  call([] {
+    spi::exec("insert into cdp.consent_history (profile_id, preferences, source, event_id, expressed_at, recorded_at)"
+              " select i.profile_id, r.preferences, 'api', r.event_id, r.expressed_at, r.recorded_at"
+              "   from cdp_rebuild_consent r join cdp.identities i using (type, value)",
+              SPI_OK_INSERT);
+    spi::exec("insert into cdp.consent as c (profile_id, preferences, updated_at, source)"
+              " select distinct on (i.profile_id) i.profile_id, r.preferences, r.expressed_at, 'api'"
+              "   from cdp_rebuild_consent r join cdp.identities i using (type, value)"
+              "  order by i.profile_id, r.expressed_at desc"
+              " on conflict (profile_id) do update set preferences = excluded.preferences,"
+              "   updated_at = excluded.updated_at, source = excluded.source where excluded.updated_at >= c.updated_at",
+              SPI_OK_INSERT);
+  });
   audience::rebuild_all();
   call([&] {
     double n = last_graph_identities ? double(last_graph_identities) : 1.0;
@@ -883,14 +914,18 @@ bool run_one_batch() {
 void run_maintenance() {
   try {
     worker::begin("cdp processor: maintenance");
-    if (worker::extension_installed())
-      call([] {
-        spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT);
-        if (retention_enabled) spi::exec("select cdp.run_retention()", SPI_OK_SELECT);
-      });
+    if (worker::extension_installed()) call([] { spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT); });
     worker::commit();
   } catch (const std::exception& e) {
     worker::abort("cdp processor: maintenance", e.what());
+  }
+  if (!retention_enabled) return;
+  try {  // its own transaction: a failure here does not undo the partitions made above
+    worker::begin("cdp processor: retention");
+    if (worker::extension_installed()) call([] { spi::exec("select cdp.run_retention()", SPI_OK_SELECT); });
+    worker::commit();
+  } catch (const std::exception& e) {
+    worker::abort("cdp processor: retention", e.what());
   }
 }
 

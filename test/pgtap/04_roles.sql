@@ -3,7 +3,7 @@
 begin;
 create extension if not exists pgtap;
 create extension if not exists cdp;
-select plan(119);
+select plan(120);
 
 -------------------------------------------------------------------------------
 -- Data, as superuser.
@@ -267,9 +267,17 @@ select is_empty(
   'cdp_admin may read every table and view');
 select is_empty(
   $$select c.relname from pg_class c where c.relnamespace = 'cdp'::regnamespace and not c.relispartition
-     and c.relkind in ('r', 'p') and not (has_table_privilege('cdp_admin', c.oid, 'insert')
+     and c.relkind in ('r', 'p') and c.relname not in ('audit_log', 'deletion_ledger')
+     and not (has_table_privilege('cdp_admin', c.oid, 'insert')
        and has_table_privilege('cdp_admin', c.oid, 'update') and has_table_privilege('cdp_admin', c.oid, 'delete'))$$,
-  'and write every table');
+  'and write every table but the two append-only ones');
+select is(
+  (select string_agg(c.relname || ' ' || has_table_privilege('cdp_admin', c.oid, 'insert') || ' '
+            || has_table_privilege('cdp_admin', c.oid, 'update') || ' ' || has_table_privilege('cdp_admin', c.oid, 'delete')
+            || ' ' || has_table_privilege('cdp_admin', c.oid, 'truncate'), '; ' order by c.relname)
+     from pg_class c where c.oid in ('cdp.audit_log'::regclass, 'cdp.deletion_ledger'::regclass)),
+  'audit_log true false false false; deletion_ledger true false false false',
+  'the audit log and the deletion ledger are append-only for cdp_admin');
 
 set role cdp_admin;
 select lives_ok($q$do $do$
