@@ -11,6 +11,21 @@ void HttpMetrics::reset() {
   for (auto& a : commit_buckets) a = 0;
   batch_sum = batch_count = commit_sum_micros = commit_count = 0;
   queue_messages = open_connections = buffered_bytes = 0;
+  for (auto& a : deliveries) a = 0;
+  for (auto& a : delivery_buckets) a = 0;
+  delivery_sum_micros = delivery_count = 0;
+}
+
+void HttpMetrics::count_deliveries(DeliveryOutcome outcome, uint64_t n) {
+  if (n) deliveries[outcome].fetch_add(n, std::memory_order_relaxed);
+}
+
+void HttpMetrics::observe_delivery(double seconds) {
+  int i = 0;
+  while (i < kNumDeliveryBuckets && seconds > kDeliveryBuckets[i]) i++;
+  delivery_buckets[i].fetch_add(1, std::memory_order_relaxed);
+  delivery_sum_micros.fetch_add(static_cast<uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+  delivery_count.fetch_add(1, std::memory_order_relaxed);
 }
 
 void HttpMetrics::count_request(int http_status) {
@@ -95,6 +110,15 @@ std::string HttpMetrics::render() const {
        "# TYPE cdp_http_buffered_bytes gauge\ncdp_http_buffered_bytes %lld\n",
        static_cast<long long>(queue_messages.load()), static_cast<long long>(open_connections.load()),
        static_cast<long long>(buffered_bytes.load()));
+  line(out,
+       "# HELP cdp_deliveries_total Delivery outcomes, all destinations (per destination: cdp.destination_stats).\n"
+       "# TYPE cdp_deliveries_total counter\n"
+       "cdp_deliveries_total{outcome=\"delivered\"} %llu\ncdp_deliveries_total{outcome=\"failed_attempt\"} %llu\n"
+       "cdp_deliveries_total{outcome=\"dead\"} %llu\n",
+       static_cast<unsigned long long>(deliveries[0].load()), static_cast<unsigned long long>(deliveries[1].load()),
+       static_cast<unsigned long long>(deliveries[2].load()));
+  histogram(out, "cdp_delivery_seconds", "Time from queueing a delivery to its acknowledgement.", kDeliveryBuckets,
+            delivery_buckets, delivery_sum_micros.load() / 1e6, delivery_count.load());
   return out;
 }
 

@@ -1,4 +1,4 @@
-// Counters of the HTTP collector, in Prometheus text format. The struct holds
+// Counters of the HTTP collector and the delivery worker, in Prometheus text format. The struct holds
 // only lock-free atomics, so the glue can place one in shared memory and every
 // HTTP worker process (and each of its threads) adds to the same figures.
 #pragma once
@@ -25,6 +25,13 @@ struct HttpMetrics {
   std::atomic<uint64_t> commit_buckets[kNumCommitBuckets + 1];
   std::atomic<uint64_t> commit_sum_micros, commit_count;
   std::atomic<int64_t> queue_messages, open_connections, buffered_bytes;
+  // The delivery worker's outcomes (all destinations; per destination in
+  // cdp.destination_stats): delivered, failed attempts, dead-lettered.
+  static constexpr double kDeliveryBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300};
+  static constexpr int kNumDeliveryBuckets = sizeof(kDeliveryBuckets) / sizeof(kDeliveryBuckets[0]);
+  std::atomic<uint64_t> deliveries[3];
+  std::atomic<uint64_t> delivery_buckets[kNumDeliveryBuckets + 1];
+  std::atomic<uint64_t> delivery_sum_micros, delivery_count;
 
   HttpMetrics() { reset(); }
   void reset();
@@ -32,6 +39,10 @@ struct HttpMetrics {
   void count_events(int status_index, uint64_t n);
   void observe_batch(size_t messages);
   void observe_commit(double seconds);
+  enum DeliveryOutcome { kDelivered = 0, kFailedAttempt = 1, kDead = 2 };
+  void count_deliveries(DeliveryOutcome outcome, uint64_t n);
+  // Queued -> acknowledged, for each delivered message.
+  void observe_delivery(double seconds);
   std::string render() const;
 };
 

@@ -18,10 +18,12 @@
 #include <vector>
 
 #include "core/delivery.hpp"
+#include "core/http_metrics.hpp"
 #include "core/json_util.hpp"
 #include "pg/clock.hpp"
 #include "pg/delivery.hpp"
 #include "pg/guard.hpp"
+#include "pg/http_worker.hpp"
 #include "pg/processor.hpp"
 #include "pg/spi.hpp"
 #include "pg/worker.hpp"
@@ -351,6 +353,8 @@ void record() {
       c.success = true;
       c.delivered += static_cast<int64_t>(r->ids.size());
       ok_ids.insert(ok_ids.end(), r->ids.begin(), r->ids.end());
+      if (HttpMetrics* m = shared_metrics())
+        for (Micros t : r->created) m->observe_delivery((now - t) / 1e6);
       if (d)
         for (Micros t : r->created) {
           d->latencies_ms.push_back((now - t) / 1000.0);
@@ -393,6 +397,11 @@ void record() {
               " select id, destination_id, profile_id, kind, payload, created_at, attempts + 1, s, e from gone",
               {spi::int8_array(dead_ids), spi::int8_array(dead_status), spi::text_array(dead_error)}, SPI_OK_INSERT);
   });
+  if (HttpMetrics* m = shared_metrics()) {
+    m->count_deliveries(HttpMetrics::kDelivered, ok_ids.size());
+    m->count_deliveries(HttpMetrics::kDead, dead_ids.size());
+    for (auto& [id, c] : per) m->count_deliveries(HttpMetrics::kFailedAttempt, c.failed);
+  }
   for (auto& [id, c] : per) {
     auto it = destinations.find(id);
     if (it == destinations.end()) continue;

@@ -359,6 +359,8 @@ void register_http_workers() {
 
 std::string http_metrics_text() { return metrics ? metrics->render() : std::string(); }
 
+HttpMetrics* shared_metrics() { return metrics; }
+
 }  // namespace cdp::pg
 
 void cdp_http_worker_main(Datum arg) {
