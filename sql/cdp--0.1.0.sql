@@ -500,15 +500,18 @@ comment on column cdp.processor_state.last_batch_ms is 'How long the last batch 
 comment on column cdp.processor_state.paused is 'When true the processor worker waits; cdp.process_pending() still processes.';
 
 create function cdp.process_pending() returns bigint
-as 'MODULE_PATHNAME', 'cdp_process_pending' language c volatile;
+as 'MODULE_PATHNAME', 'cdp_process_pending' language c volatile
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.process_pending() is 'Processes every event committed so far (identities, profiles, traits) and returns how many. Safe to run beside the processor worker: they take turns.';
 
 create function cdp.unmerge(merge_id bigint) returns bigint
-as 'MODULE_PATHNAME', 'cdp_unmerge' language c volatile strict;
+as 'MODULE_PATHNAME', 'cdp_unmerge' language c volatile strict
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.unmerge(bigint) is 'Splits a bad merge apart: the merged-away profile gets back its identifiers, events and traits. Returns its profile id. To stop the same identifiers merging them again, block the bridging value in cdp.identifier_types.';
 
 create function cdp.rebuild_identities() returns bigint
-as 'MODULE_PATHNAME', 'cdp_rebuild_identities' language c volatile;
+as 'MODULE_PATHNAME', 'cdp_rebuild_identities' language c volatile
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.rebuild_identities() is 'Rebuilds identities, profiles, traits and accounts from the events table in one pass (same rules and results as incremental processing). Returns the events processed.';
 
 create function cdp.canonical_profile(profile_id bigint) returns bigint
@@ -603,7 +606,7 @@ comment on column cdp.outbox.created_at is 'When the row was written (clock_time
 create table cdp.profile_computed (
   profile_id  bigint primary key,
   computed    jsonb not null default '{}',
-  state       jsonb not null default '{}',
+  state       text not null default '{}',  -- text: written and read by cdp alone, so no jsonb round trip
   next_expiry timestamptz,
   updated_at  timestamptz not null default now()
 );
@@ -611,7 +614,7 @@ create index profile_computed_expiry_idx on cdp.profile_computed (next_expiry) w
 comment on table cdp.profile_computed is 'Per profile: computed trait values and the time-bucketed state they (and segment event conditions) are kept in.';
 comment on column cdp.profile_computed.profile_id is 'The profile.';
 comment on column cdp.profile_computed.computed is 'Computed trait values: {"orders_30d": 3, ...}.';
-comment on column cdp.profile_computed.state is 'Aggregate state by definition (buckets of window/100); internal, rebuilt by cdp.recompute_traits.';
+comment on column cdp.profile_computed.state is 'Aggregate state by definition (buckets of window/100), as JSON text; internal, rebuilt by cdp.recompute_traits.';
 comment on column cdp.profile_computed.next_expiry is 'When a window next drops a bucket: the sweep re-evaluates the profile then, without reading events.';
 comment on column cdp.profile_computed.updated_at is 'Last change.';
 
@@ -638,7 +641,8 @@ create trigger computed_traits_changed after truncate on cdp.computed_traits
   for each statement execute function cdp.rules_changed();
 
 create function cdp.create_computed_trait(name text, definition jsonb) returns bigint
-as 'MODULE_PATHNAME', 'cdp_create_computed_trait' language c volatile strict;
+as 'MODULE_PATHNAME', 'cdp_create_computed_trait' language c volatile strict
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.create_computed_trait(text, jsonb) is 'Defines a computed trait, computes it for every profile from the events table in one pass, and returns the profiles evaluated. A bad definition is refused naming the JSON path.';
 
 create function cdp.drop_computed_trait(name text) returns void
@@ -646,11 +650,13 @@ as 'MODULE_PATHNAME', 'cdp_drop_computed_trait' language c volatile strict;
 comment on function cdp.drop_computed_trait(text) is 'Removes a computed trait (refused while a segment uses it).';
 
 create function cdp.recompute_traits(name text default null) returns bigint
-as 'MODULE_PATHNAME', 'cdp_recompute_traits' language c volatile;
+as 'MODULE_PATHNAME', 'cdp_recompute_traits' language c volatile
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.recompute_traits(text) is 'Recomputes one computed trait (or, with no name, every computed trait and segment counter) from the events table, then re-evaluates every profile. Gives the same values as incremental processing. Returns the profiles evaluated.';
 
 create function cdp.create_segment(name text, rule jsonb, description text default null) returns bigint
-as 'MODULE_PATHNAME', 'cdp_create_segment' language c volatile called on null input;
+as 'MODULE_PATHNAME', 'cdp_create_segment' language c volatile called on null input
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.create_segment(text, jsonb, text) is 'Creates a segment, backfills its membership over every profile in one pass, and returns its member count. A bad rule is refused with the JSON path of the bad node; so is a reference to a missing segment or a cycle.';
 
 create function cdp.drop_segment(name text) returns bigint
@@ -658,11 +664,13 @@ as 'MODULE_PATHNAME', 'cdp_drop_segment' language c volatile strict;
 comment on function cdp.drop_segment(text) is 'Removes a segment: its members exit (history and outbox rows are written) and it is deleted. Refused while another segment refers to it. Returns the members that exited.';
 
 create function cdp.evaluate_segments() returns bigint
-as 'MODULE_PATHNAME', 'cdp_evaluate_segments' language c volatile;
+as 'MODULE_PATHNAME', 'cdp_evaluate_segments' language c volatile
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.evaluate_segments() is 'Re-evaluates every segment and computed trait over every profile in one pass; writes only what changed. Returns the membership changes.';
 
 create function cdp.run_segment_sweep() returns bigint
-as 'MODULE_PATHNAME', 'cdp_run_segment_sweep' language c volatile;
+as 'MODULE_PATHNAME', 'cdp_run_segment_sweep' language c volatile
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.run_segment_sweep() is 'Re-evaluates the profiles whose event windows have moved on (cdp.profile_computed.next_expiry <= cdp.now()); the processor worker runs it every second. Returns the profiles evaluated.';
 
 create function cdp.evaluate(rule jsonb, profile_id bigint) returns boolean
@@ -670,7 +678,8 @@ as 'MODULE_PATHNAME', 'cdp_evaluate' language c volatile strict;
 comment on function cdp.evaluate(jsonb, bigint) is 'Whether one profile matches a rule now, without saving anything. Event conditions are counted from the events table.';
 
 create function cdp.preview_segment(rule jsonb, sample int default 10, out members bigint, out sample_profiles bigint[])
-as 'MODULE_PATHNAME', 'cdp_preview_segment' language c volatile strict;
+as 'MODULE_PATHNAME', 'cdp_preview_segment' language c volatile strict
+  set jit = off;  -- many short statements: JIT compiling them costs more than it saves
 comment on function cdp.preview_segment(jsonb, int) is 'How many profiles a rule would hold now, and a sample of them (the lowest profile ids), without saving anything.';
 
 create function cdp.segment_members(name text) returns setof bigint

@@ -358,7 +358,7 @@ void write(const Writes& w, Micros now) {
   if (!w.ids.empty())
     call([&] {
       spi::exec("insert into cdp.profile_computed as pc (profile_id, computed, state, next_expiry)"
-                " select id, c::jsonb, s::jsonb, nullif(e, 'epoch') from unnest($1::int8[], $2::text[], $3::text[],"
+                " select id, c::jsonb, s, nullif(e, 'epoch') from unnest($1::int8[], $2::text[], $3::text[],"
                 " $4::timestamptz[]) x(id, c, s, e)"
                 " on conflict (profile_id) do update set computed = excluded.computed, state = excluded.state,"
                 "   next_expiry = excluded.next_expiry, updated_at = now()",

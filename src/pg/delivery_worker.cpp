@@ -547,6 +547,7 @@ void cdp_delivery_main(Datum) {
   using namespace cdp::pg;
   worker::install_signals();
   BackgroundWorkerInitializeConnection(GetConfigOptionByName("cdp.database", nullptr, false), nullptr, 0);
+  cdp::pg::worker::configure_session();
   pgstat_report_appname("cdp delivery");
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) elog(FATAL, "cdp delivery: curl_global_init failed");
   delivery::multi = curl_multi_init();

@@ -366,6 +366,7 @@ HttpMetrics* shared_metrics() { return metrics; }
 void cdp_http_worker_main(Datum arg) {
   cdp::pg::worker::install_signals();
   BackgroundWorkerInitializeConnection(cdp::pg::worker_database, nullptr, 0);
+  cdp::pg::worker::configure_session();
   pgstat_report_appname("cdp http");
   cdp::pg::worker_main(DatumGetInt32(arg));
 }

@@ -1022,6 +1022,7 @@ void register_processor() {
 void cdp_processor_main(Datum) {
   cdp::pg::worker::install_signals();
   BackgroundWorkerInitializeConnection(cdp::pg::worker_database_name(), nullptr, 0);
+  cdp::pg::worker::configure_session();
   pgstat_report_appname("cdp processor");
   cdp::pg::shared->procno = MyProc->pgprocno;
   before_shmem_exit(cdp::pg::forget_procno, 0);

@@ -12,6 +12,7 @@ extern "C" {
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 }
 
@@ -31,6 +32,8 @@ void install_signals() {
   pqsignal(SIGTERM, on_sigterm);
   BackgroundWorkerUnblockSignals();
 }
+
+void configure_session() { SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE); }
 
 void begin(const char* activity) {
   call([&] {

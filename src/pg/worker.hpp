@@ -15,6 +15,11 @@ extern volatile sig_atomic_t shutdown_requested;
 // finishes what it holds, then exits). Unblocks signals.
 void install_signals();
 
+// After the connection is made: settings every cdp worker runs with. JIT is
+// off: compiling a plan costs tens of milliseconds, more than the small,
+// frequent statements of a worker ever win back, and it shows in latency.
+void configure_session();
+
 // Start a transaction with an SPI connection and a snapshot; commit it.
 // Both throw PgError on failure (see guard.hpp).
 void begin(const char* activity);
