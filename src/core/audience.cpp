@@ -18,9 +18,7 @@ auto within(const std::string& prefix, F&& f) {
   try {
     return f();
   } catch (const Error& e) {
-    std::string rule = e.what();
-    if (!e.field().empty()) rule = rule.substr(e.field().size() + 2);  // what() is "field: rule"
-    throw Error(e.kind(), e.field().empty() ? prefix : prefix + "." + e.field(), rule);
+    throw e.under(prefix);
   }
 }
 

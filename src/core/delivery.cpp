@@ -65,9 +65,7 @@ computed::Definition filter(const Value& f, const std::string& path) {
   try {
     return computed::Definition::compile(def);
   } catch (const Error& e) {
-    std::string rule = e.what();
-    if (!e.field().empty()) rule = rule.substr(e.field().size() + 2);
-    throw Error(e.kind(), e.field().empty() ? path : path + "." + e.field(), rule);
+    throw e.under(path);
   }
 }
 

@@ -22,6 +22,15 @@ class Error : public std::runtime_error {
         field_(std::move(field)) {}
   ErrorKind kind() const noexcept { return kind_; }
   const std::string& field() const noexcept { return field_; }
+  // The rule alone: what() without its "field: " prefix.
+  std::string rule() const { return field_.empty() ? what() : std::string(what()).substr(field_.size() + 2); }
+  // The same error seen from one level up: field "and[0].op" under "rule"
+  // becomes "rule.and[0].op"; an empty field becomes `prefix`.
+  Error under(const std::string& prefix) const {
+    return Error(kind_, field_.empty() ? prefix : prefix + "." + field_, rule());
+  }
+  // The same rule, reported on `field` instead.
+  Error on(std::string field) const { return Error(kind_, std::move(field), rule()); }
 
  private:
   ErrorKind kind_;

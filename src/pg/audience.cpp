@@ -509,9 +509,7 @@ auto under(const char* arg, F&& f) {
   try {
     return f();
   } catch (const Error& e) {
-    std::string rule = e.what();
-    if (!e.field().empty()) rule = rule.substr(e.field().size() + 2);
-    throw Error(e.kind(), e.field().empty() ? std::string(arg) : std::string(arg) + "." + e.field(), rule);
+    throw e.under(arg);
   }
 }
 
@@ -539,7 +537,7 @@ Adhoc adhoc(const std::string& rule) {
     try {
       out.audience = std::make_unique<Audience>(std::move(d.segments), std::move(d.computed));
     } catch (const Error& e) {  // a missing segment or computed trait: name the argument, not "(preview)"
-      throw Error(e.kind(), "", std::string(e.what()).substr(e.field().empty() ? 0 : e.field().size() + 2));
+      throw e.on("");
     }
     return 0;
   });
@@ -562,8 +560,8 @@ int64_t create_segment(const std::string& name, const std::string& rule, const s
   under("rule", [&] {
     try {
       return Audience(with.segments, with.computed).segments().size();
-    } catch (const Error& e) {
-      throw Error(e.kind(), "", std::string(e.what()).substr(e.field().empty() ? 0 : e.field().size() + 2));
+    } catch (const Error& e) {  // the new rule refers to a missing segment, or closes a cycle
+      throw e.on("");
     }
   });
   call([&] {

@@ -167,9 +167,7 @@ void check_options(const std::string& options) {
   try {
     cdp::delivery::Options::parse(options);
   } catch (const cdp::Error& e) {
-    std::string rule = e.what();
-    if (!e.field().empty()) rule = rule.substr(e.field().size() + 2);
-    throw cdp::Error(e.kind(), e.field().empty() ? "options" : "options." + e.field(), rule);
+    throw e.under("options");
   }
 }
 
