@@ -171,6 +171,10 @@ declare
   lo timestamptz;
   part text;
 begin
+  -- It runs with its owner's rights for cdp_ingest: no one makes thousands of tables through it.
+  if days_ahead is null or days_ahead < 0 or days_ahead > 31 then
+    raise exception 'days_ahead: must be from 0 to 31' using errcode = '22023';
+  end if;
   for d in 0 .. days_ahead loop
     lo := day0 + make_interval(days => d);
     part := 'events_' || to_char(lo at time zone 'UTC', 'YYYYMMDD');
@@ -820,7 +824,8 @@ create trigger destinations_check before insert or update of url, options on cdp
   for each row execute function cdp.check_destination();
 
 -- Segment changes reach subscribed destinations in the same transaction as the change.
-create function cdp.queue_segment_deliveries() returns trigger language plpgsql as $$
+create function cdp.queue_segment_deliveries() returns trigger language plpgsql
+set search_path = pg_catalog, pg_temp as $$
 begin
   insert into cdp.deliveries (destination_id, profile_id, kind, payload)
   select d.destination_id, o.profile_id, o.kind,
@@ -925,6 +930,7 @@ comment on column cdp.consent.source is 'event or api.';
 -- Whether a profile's latest consent grants every category of `required` (a JSON array).
 create function cdp.consented(profile_id bigint, required jsonb) returns boolean
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$ select required is null or jsonb_array_length(required) = 0 or coalesce((
   select bool_and(coalesce(c.preferences->r = 'true'::jsonb, false))
     from cdp.consent c, jsonb_array_elements_text(required) r where c.profile_id = consented.profile_id), false) $$;
@@ -1238,6 +1244,9 @@ declare
   part record;
   result jsonb := '{}';
 begin
+  if batch is null or batch < 1 then
+    raise exception 'batch: must be at least 1' using errcode = '22023';
+  end if;
   for r in select * from cdp.retention order by kind loop
     cutoff := cdp.now() - r.keep;
     total := 0;
@@ -1301,6 +1310,7 @@ comment on function cdp.run_retention(int) is 'Applies cdp.retention now: drops 
 -- may hold credentials); header names stay, and whether a secret is set.
 create function cdp.without_secrets(r jsonb) returns jsonb
 language sql immutable
+set search_path = pg_catalog, pg_temp
 as $$ select case when r ? 'options' then
   jsonb_set(r, '{options}', ((r->'options') - 'secret' - 'headers')
     || jsonb_build_object('secret_set', (r->'options') ? 'secret')
@@ -1312,6 +1322,7 @@ comment on function cdp.without_secrets(jsonb) is 'A configuration row as the au
 -- Configuration changes are audited, secrets left out.
 create function cdp.audit_change() returns trigger
 language plpgsql
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   strip text[] := array['write_key_hash'];
@@ -1362,11 +1373,13 @@ comment on view cdp.workers is 'The cdp background workers running now (one row 
 -- The PII trait names (GUC cdp.pii_traits), as an array.
 create function cdp.pii_traits() returns text[]
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$ select coalesce(string_to_array(replace(current_setting('cdp.pii_traits', true), ' ', ''), ','), '{}') $$;
 comment on function cdp.pii_traits() is 'The trait names cdp.pii_traits lists (default email, phone, first_name, last_name, address, ip).';
 
 create function cdp.mask(doc jsonb) returns jsonb
 language plpgsql stable
+set search_path = pg_catalog, pg_temp
 as $$
 declare pii text[] := cdp.pii_traits(); out jsonb; k text; v jsonb;
 begin
@@ -1425,7 +1438,8 @@ end $$;
 revoke all on all functions in schema cdp from public;
 grant usage on schema cdp to cdp_admin, cdp_ingest, cdp_analyst;
 
-grant all on all tables in schema cdp to cdp_admin;
+-- Not ALL: TRIGGER on tables the workers write would run code as the superuser.
+grant select, insert, update, delete, truncate on all tables in schema cdp to cdp_admin;
 -- The audit log and the deletion ledger are append-only, for administrators too.
 revoke update, delete, truncate on cdp.audit_log, cdp.deletion_ledger from cdp_admin;
 grant all on all sequences in schema cdp to cdp_admin;

@@ -749,7 +749,13 @@ int64_t sweep(bool from_worker) {
   }
   Micros now = now_micros();
   int64_t total = 0;
-  for (;;) {
+  // State of profiles gone (merged away, erased) would be picked up forever.
+  call([&] {
+    spi::exec("delete from cdp.profile_computed pc where pc.next_expiry <= $1"
+              " and not exists (select from cdp.profiles p where p.profile_id = pc.profile_id)",
+              {spi::timestamptz(now)}, SPI_OK_DELETE);
+  });
+  for (int round = 0; round < 200; round++) {  // bounded: the next sweep goes on
     std::vector<int64_t> ids;
     call([&] {
       uint64 n = spi::exec("select profile_id from cdp.profile_computed where next_expiry <= $1"

@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <random>
@@ -201,9 +202,10 @@ void start(Request* r, const Destination& d) {
   in_flight[r->easy] = r;
 }
 
-// One transaction: picks due rows and forms requests; returns them to start
-// after the commit (their keys are stored first).
-std::vector<Request*> claim() {
+// One transaction: picks due rows and forms requests into `out`, to start
+// after the commit (their keys are stored first). On an error the caller
+// releases what `out` holds.
+void claim(std::vector<Request*>& out) {
   load_destinations();
   Micros now = now_micros();
   std::vector<int> ids;
@@ -219,7 +221,7 @@ std::vector<Request*> claim() {
   // Claim up to twice what can be in flight, so that requests start as soon
   // as others finish, without a round trip to the database.
   int free_slots = 2 * concurrency - static_cast<int>(in_flight.size() + backlog.size());
-  if (ids.empty() || free_slots <= 0) return {};
+  if (ids.empty() || free_slots <= 0) return;
   // Rows for the requests there is room for, no more (each is read and parsed).
   int widest = 1;
   for (int id : ids) widest = std::max(widest, destinations.at(id).options.max_events);
@@ -248,7 +250,6 @@ std::vector<Request*> claim() {
   std::map<std::string, std::vector<Row*>> resend;
   std::map<int, std::vector<Row*>> fresh;
   for (Row& r : rows) (r.batch_key.empty() ? fresh[r.dest] : resend[r.batch_key]).push_back(&r);
-  std::vector<Request*> out;
   std::vector<int64_t> key_ids;
   std::vector<std::string> keys;
   auto add = [&](int dest, const std::vector<Row*>& group, const std::string& key) {
@@ -278,6 +279,10 @@ std::vector<Request*> claim() {
   for (auto& [key, group] : resend) {
     int dest = group.front()->dest;
     if (free_slots <= 0) break;
+    // The key ("cdp-<first id>-<n>") names n rows: a group the limit cut
+    // waits, rather than going under its key without the rest.
+    size_t n = std::strtoul(key.substr(key.rfind('-') + 1).c_str(), nullptr, 10);
+    if (group.size() != n) continue;
     if (room[dest] > 0) add(dest, group, key);
   }
   for (auto& [dest, group] : fresh) {
@@ -299,7 +304,6 @@ std::vector<Request*> claim() {
               " where q.id = x.id",
               {spi::int8_array(key_ids), spi::text_array(keys)}, SPI_OK_UPDATE);
   });
-  return out;
 }
 
 // Collects what curl finished.
@@ -307,17 +311,20 @@ void reap() {
   int left;
   while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
     if (m->msg != CURLMSG_DONE) continue;
-    Request* r = in_flight.at(m->easy_handle);
-    if (m->data.result == CURLE_OK) {
-      curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &r->status);
+    // The message lives in the easy handle: copy what is needed before freeing it.
+    CURL* easy = m->easy_handle;
+    CURLcode result = m->data.result;
+    Request* r = in_flight.at(easy);
+    if (result == CURLE_OK) {
+      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
     } else {
       r->status = 0;
-      r->transport_error = r->error_buffer[0] ? r->error_buffer : curl_easy_strerror(m->data.result);
+      r->transport_error = r->error_buffer[0] ? r->error_buffer : curl_easy_strerror(result);
     }
-    curl_multi_remove_handle(multi, m->easy_handle);
-    curl_easy_cleanup(m->easy_handle);
+    in_flight.erase(easy);
+    curl_multi_remove_handle(multi, easy);
+    curl_easy_cleanup(easy);
     curl_slist_free_all(r->headers);
-    in_flight.erase(m->easy_handle);
     finished.push_back(r);  // its rows stay claimed until the outcome is recorded
   }
 }
@@ -486,7 +493,7 @@ void loop() {
     if (!shutdown_requested && static_cast<int>(backlog.size()) < concurrency &&
         (idle || GetCurrentTimestamp() - last_claim >= 5000)) {
       std::vector<Request*> fresh;
-      if (!transaction("cdp delivery: claiming", [&] { fresh = claim(); }))
+      if (!transaction("cdp delivery: claiming", [&] { claim(fresh); }))
         for (Request*& r : fresh) release(r), r = nullptr;
       for (Request* r : fresh)
         if (r) backlog.push_back(r);

@@ -54,7 +54,14 @@ void begin_as(const char* activity, const char* role) {
   begin(activity);
   call([&] {
     Oid id = get_role_oid(role, true);
-    if (!OidIsValid(id)) return;  // no such role yet: the extension is not created, nothing is written
+    if (!OidIsValid(id)) {
+      // No such role before CREATE EXTENSION (nothing is written then); after
+      // it, running on with more rights than the role would be wrong.
+      if (OidIsValid(get_extension_oid("cdp", true)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("cdp: role \"%s\" is missing; the worker will not write with more rights", role)));
+      return;
+    }
     GetUserIdAndSecContext(&saved_user, &saved_context);
     SetUserIdAndSecContext(id, saved_context | SECURITY_LOCAL_USERID_CHANGE);
     switched = true;
