@@ -556,3 +556,15 @@ select i.value as person, h.source, count(*) as statements
 select count(*) as consent_rows_of_old_profiles
   from cdp.consent c where not exists (select from cdp.profiles p where p.profile_id = c.profile_id);
 reset cdp.test_clock;
+
+------------------------------------------------------------------------------
+-- 8. Bad arguments to the destination, retention and partition functions.
+------------------------------------------------------------------------------
+select pg_temp.err($$select cdp.replay_dead_letters('nope')$$);
+select pg_temp.err($$select cdp.pause_destination('nope')$$);
+select pg_temp.err($$select cdp.resume_destination('nope')$$);
+select pg_temp.err($$select cdp.drop_destination('nope')$$);
+select pg_temp.err($$select cdp.run_retention(0)$$);
+select pg_temp.err($$select cdp.ensure_partitions(now(), 32)$$);
+select pg_temp.err($$select cdp.ensure_partitions(now(), -1)$$);
+select pg_temp.err($$select cdp.grant_role('postgres', 'cdp_analyst')$$);
