@@ -79,22 +79,18 @@ Definitions read_definitions() {
 // The stored definitions, cached per process until a change to them commits
 // (processor.cpp's rules version) or the tables are re-created.
 struct Cache {
-  uint64_t version = 0;
-  Oid relid = InvalidOid;
+  RulesStamp stamp;
   std::unique_ptr<Audience> audience;
 };
 Cache cache;
 
 const Audience& cached() {
-  uint64_t version = rules_version();
-  Oid relid = InvalidOid;
-  call([&] { relid = get_relname_relid("segments", get_namespace_oid("cdp", false)); });
-  if (!cache.audience || cache.version != version || cache.relid != relid) {
+  RulesStamp stamp = RulesStamp::of("segments");
+  if (!cache.audience || !(cache.stamp == stamp)) {
     cache.audience.reset();
     Definitions d = read_definitions();
     cache.audience = std::make_unique<Audience>(std::move(d.segments), std::move(d.computed));
-    cache.version = version;
-    cache.relid = relid;
+    cache.stamp = stamp;
   }
   return *cache.audience;
 }

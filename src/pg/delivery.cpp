@@ -38,18 +38,15 @@ struct Destination {
 
 // Destinations that take events, cached until a change to them commits.
 struct Cache {
-  uint64_t version = UINT64_MAX;
-  Oid relid = InvalidOid;
+  RulesStamp stamp;
   std::vector<Destination> destinations;
   bool any = false;  // any destination at all (segment subscriptions too)
 };
 Cache cache;
 
 const Cache& destinations() {
-  uint64_t version = rules_version();
-  Oid relid = InvalidOid;
-  call([&] { relid = get_relname_relid("destinations", get_namespace_oid("cdp", false)); });
-  if (cache.version == version && cache.relid == relid) return cache;
+  RulesStamp stamp = RulesStamp::of("destinations");
+  if (cache.stamp == stamp) return cache;
   std::vector<std::pair<int, std::string>> rows;
   call([&] {
     uint64 n = spi::exec("select destination_id, options::text from cdp.destinations order by destination_id", SPI_OK_SELECT);
@@ -67,8 +64,7 @@ const Cache& destinations() {
     }
     if (o.wants_events()) cache.destinations.push_back({id, std::move(o)});
   }
-  cache.version = version;
-  cache.relid = relid;
+  cache.stamp = stamp;
   return cache;
 }
 

@@ -436,21 +436,6 @@ void record() {
   }
 }
 
-// Runs f in a transaction; on error, rolls back, logs and returns false.
-template <class F>
-bool transaction(const char* what, F&& f) {
-  try {
-    worker::begin(what);
-    bool installed = worker::extension_installed();
-    if (installed) f();
-    worker::commit();
-    return installed;
-  } catch (const std::exception& e) {
-    worker::abort(what, e.what());
-    return false;
-  }
-}
-
 void forget_procno(int, Datum) {
   if (delivery_procno() == MyProc->pgprocno) set_delivery_procno(-1);
 }
@@ -493,7 +478,7 @@ void loop() {
     if (!shutdown_requested && static_cast<int>(backlog.size()) < concurrency &&
         (idle || GetCurrentTimestamp() - last_claim >= 5000)) {
       std::vector<Request*> fresh;
-      if (!transaction("cdp delivery: claiming", [&] { claim(fresh); }))
+      if (!worker::in_transaction("cdp delivery: claiming", [&] { claim(fresh); }))
         for (Request*& r : fresh) release(r), r = nullptr;
       for (Request* r : fresh)
         if (r) backlog.push_back(r);
@@ -512,7 +497,7 @@ void loop() {
     if (!finished.empty() && (finished.size() >= 64 || in_flight.empty() ||
                               GetCurrentTimestamp() - first_finished >= 10000)) {
       // If recording fails, the rows are still queued and go again, with the same keys.
-      transaction("cdp delivery: recording", [] { record(); });
+      worker::in_transaction("cdp delivery: recording", [] { record(); });
       for (Request* r : finished) release(r);
       finished.clear();
       continue;

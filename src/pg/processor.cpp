@@ -197,8 +197,7 @@ TraitRules load_trait_rules() {
 // re-created, or the guard-rail settings changed: loading them costs two
 // queries and compiling regular expressions, too much for every small batch.
 struct RulesCache {
-  uint64 version = 0;
-  Oid relid = InvalidOid;
+  RulesStamp stamp;
   int merges = -1, identifiers = -1;
   std::unique_ptr<IdentityRules> identity;
   std::unique_ptr<TraitRules> traits;
@@ -206,18 +205,13 @@ struct RulesCache {
 RulesCache rules_cache;
 
 void refresh_rules() {
-  uint64 version = pg_atomic_read_u64(&shared->rules_version);
-  Oid relid = InvalidOid;
-  call([&] { relid = get_relname_relid("identifier_types", get_namespace_oid("cdp", false)); });
+  RulesStamp stamp = RulesStamp::of("identifier_types");
   RulesCache& c = rules_cache;
-  if (c.identity && c.version == version && c.relid == relid && c.merges == max_merges &&
-      c.identifiers == max_identifiers)
-    return;
+  if (c.identity && c.stamp == stamp && c.merges == max_merges && c.identifiers == max_identifiers) return;
   c.identity.reset();  // if loading throws, the next batch tries again
   c.traits = std::make_unique<TraitRules>(load_trait_rules());
   c.identity = std::make_unique<IdentityRules>(load_identity_rules());
-  c.version = version;
-  c.relid = relid;
+  c.stamp = stamp;
   c.merges = max_merges;
   c.identifiers = max_identifiers;
 }
@@ -912,33 +906,16 @@ bool run_one_batch() {
 // Partitions ahead, the dedup window and retention, once a minute: without this nothing
 // would trim cdp.message_ids when only the SQL API is used.
 void run_maintenance() {
-  try {
-    worker::begin("cdp processor: maintenance");
-    if (worker::extension_installed()) call([] { spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT); });
-    worker::commit();
-  } catch (const std::exception& e) {
-    worker::abort("cdp processor: maintenance", e.what());
-  }
-  if (!retention_enabled) return;
-  try {  // its own transaction: a failure here does not undo the partitions made above
-    worker::begin("cdp processor: retention");
-    if (worker::extension_installed()) call([] { spi::exec("select cdp.run_retention()", SPI_OK_SELECT); });
-    worker::commit();
-  } catch (const std::exception& e) {
-    worker::abort("cdp processor: retention", e.what());
-  }
+  worker::in_transaction("cdp processor: maintenance",
+                         [] { call([] { spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT); }); });
+  // Its own transaction: a failure here does not undo the partitions made above.
+  if (retention_enabled)
+    worker::in_transaction("cdp processor: retention",
+                           [] { call([] { spi::exec("select cdp.run_retention()", SPI_OK_SELECT); }); });
 }
 
 // Segments whose windows moved on, once a second.
-void run_sweep() {
-  try {
-    worker::begin("cdp processor: segment sweep");
-    if (worker::extension_installed()) audience::sweep(true);
-    worker::commit();
-  } catch (const std::exception& e) {
-    worker::abort("cdp processor: segment sweep", e.what());
-  }
-}
+void run_sweep() { worker::in_transaction("cdp processor: segment sweep", [] { audience::sweep(true); }); }
 
 void worker_loop() {
   TimestampTz last_maintenance = 0, last_sweep = 0;
@@ -968,6 +945,13 @@ void worker_loop() {
 }
 
 }  // namespace
+
+RulesStamp RulesStamp::of(const char* table) {
+  RulesStamp s;
+  s.version = rules_version();
+  call([&] { s.relid = get_relname_relid(table, get_namespace_oid("cdp", false)); });
+  return s;
+}
 
 void note_deliveries_queued() {
   register_xact_callback();

@@ -5,6 +5,7 @@ extern "C" {
 #include "postgres.h"
 }
 #include <csignal>
+#include <exception>
 #include <string>
 
 namespace cdp::pg::worker {
@@ -35,5 +36,22 @@ void register_worker(const char* name, const char* type, const char* function, i
 
 // After an exception: roll back whatever is open and log why.
 void abort(const char* who, const std::string& why);
+
+// One unit of a worker's work: f runs in its own transaction, if the
+// extension exists in this database. An error rolls it back and is logged;
+// returns whether f ran and committed.
+template <class F>
+bool in_transaction(const char* what, F&& f) {
+  try {
+    begin(what);
+    bool installed = extension_installed();
+    if (installed) f();
+    commit();
+    return installed;
+  } catch (const std::exception& e) {
+    abort(what, e.what());
+    return false;
+  }
+}
 
 }  // namespace cdp::pg::worker
