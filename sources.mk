@@ -33,4 +33,5 @@ PG_SOURCES = \
 	src/pg/processor.cpp \
 	src/pg/audience.cpp \
 	src/pg/delivery.cpp \
-	src/pg/delivery_worker.cpp
+	src/pg/delivery_worker.cpp \
+	src/pg/privacy/json_mentions.cpp

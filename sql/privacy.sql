@@ -428,8 +428,9 @@ select preferences, expressed_at from cdp.consent_history where profile_id = cdp
 select count(*) as march_events from cdp.events where received_at >= '2025-03-01';
 select count(*) as march_quarantine from cdp.quarantine where received_at >= '2025-03-01';
 
--- Partitions made by CREATE EXTENSION belong to the extension: retention
--- releases them before dropping them. Far in the future, every partition goes.
+-- Partitions are not members of the extension (0.1.0 made its first week as
+-- members; 0.2.0 releases them): retention drops them like any table and
+-- leaves no dangling dependency. Far in the future, every partition goes.
 create function pg_temp.extension_partitions() returns bigint language sql as $$
   select count(*) from pg_depend d join pg_inherits i on i.inhrelid = d.objid
    where d.classid = 'pg_class'::regclass and d.deptype = 'e' and i.inhparent = 'cdp.events'::regclass
