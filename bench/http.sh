@@ -100,11 +100,17 @@ run_wrk() {
   return 0
 }
 
-# Reads a wrk output into RPS REQUESTS P50 P99 NON2XX SOCKERR.
+# Reads a wrk output into RPS REQUESTS SECS P50 P99 NON2XX SOCKERR OK2XX.
+# RPS is wrk's rate of all answers, whatever their status; OK2XX is the
+# requests answered 2xx (from bench/batch.lua's counts by status when the
+# script printed them, else wrk's requests minus its non-2xx answers); SECS
+# the run's length as wrk measured it.
 parse_wrk() {
   local out=$1
   RPS=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
   REQUESTS=$(awk '/ requests in / {print $1}' "$out")
+  SECS=$(awk '/ requests in / {v = $4; sub(/,$/, "", v); print v}' "$out")
+  SECS=$(awk -v ms="$(to_ms "$SECS")" 'BEGIN { printf "%.3f", ms / 1000 }')
   P50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
   P99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
   NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
@@ -112,7 +118,48 @@ parse_wrk() {
   SOCKERR=$(sed -nE 's/.*Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+).*/\1 \2 \3 \4/p' "$out" |
     awk '{print $1 + $2 + $3 + $4}')
   SOCKERR=${SOCKERR:-0}
-  [ -n "$RPS" ] || die "could not read wrk's output: $(cat "$out")"
+  if [ -z "$RPS" ] || [ -z "$REQUESTS" ]; then die "could not read wrk's output: $(cat "$out")"; fi
+  if grep -q '^status ' "$out"; then
+    OK2XX=$(awk '/^status 2[0-9][0-9]:/ {n += $3} END {print n + 0}' "$out")
+  else
+    OK2XX=$((REQUESTS - NON2XX))
+  fi
+}
+
+# per_sec N: N / SECS (the last parse_wrk's run length), rounded.
+per_sec() { awk -v n="$1" -v s="$SECS" 'BEGIN { printf "%.0f", (s > 0) ? n / s : 0 }'; }
+
+# settled_count TABLE: the table's row count once it has stopped growing (the
+# requests a finished wrk left in flight commit after it stopped), within 10 s.
+settled_count() {
+  local deadline=$(($(date +%s) + 10)) n m
+  n=$(count_rows "$1")
+  while :; do
+    sleep 0.5
+    m=$(count_rows "$1")
+    [ "$m" != "$n" ] || break
+    [ "$(date +%s)" -lt "$deadline" ] || die "$1 still growing 10 s after wrk stopped ($n, then $m rows)"
+    n=$m
+  done
+  echo "$m"
+}
+
+# check_run STORED PER_REQUEST CONNECTIONS: whether the last parsed run was
+# clean, in RUN_OK (yes or NO) and RUN_WHY. It is not when any answer was not
+# 2xx, any socket error occurred, fewer rows were stored than the 2xx answers
+# acknowledged (acknowledged events lost), or more than those plus what the
+# connections could have had in flight when wrk stopped (rows stored for
+# requests that were not acknowledged).
+check_run() {
+  local stored=$1 per=$2 conns=$3 why=()
+  [ "$NON2XX" = 0 ] || why+=("$NON2XX non-2xx answers")
+  [ "$SOCKERR" = 0 ] || why+=("$SOCKERR socket errors")
+  [ "$stored" -ge $((OK2XX * per)) ] || why+=("$stored rows stored < $((OK2XX * per)) acknowledged")
+  [ "$stored" -le $(((OK2XX + conns) * per)) ] ||
+    why+=("$stored rows stored > $((OK2XX * per)) acknowledged + $((conns * per)) in flight")
+  RUN_WHY=$(IFS=';'; echo "${why[*]:-}")
+  RUN_WHY=${RUN_WHY//;/, }
+  if [ ${#why[@]} = 0 ]; then RUN_OK=yes; else RUN_OK=NO; fi
 }
 
 # ratio A B [DIGITS]: A / B.
@@ -160,6 +207,9 @@ log "setting up a throwaway cluster"
 bench_cluster_up CLUSTER
 HTTP_PORT=$(cat "$CLUSTER/http_port")
 CDP_URL="http://127.0.0.1:$HTTP_PORT"
+# Where the measured load goes: cdp, unless CDP_BENCH_TARGET_URL names another
+# server (to check that the benchmark reports a failing server as failed).
+TARGET_URL=${CDP_BENCH_TARGET_URL:-$CDP_URL}
 sql -c "insert into cdp.sources(name, write_key_hash, write_key_hint) values ('bench', sha256('wk'::bytea), 'wk')" >/dev/null
 sql -c "create table peer_events(id bigserial primary key, message_id text unique, type text, event text,
           anonymous_id text, user_id text, ts timestamptz, received_at timestamptz default now(),
@@ -194,51 +244,58 @@ BODY_BYTES=$(awk '{n += length($0)} END {printf "%.0f", n / NR}' "$WORK/bodies.j
 ###############################################################################
 # a) /v1/track
 # track_run LABEL URL TABLE OUT: warm-up, then the measured run; sets TRACK_*.
+# req/s counts only the requests answered 2xx; TRACK_OK is NO (TRACK_WHY says
+# why) when the run was not clean (check_run).
 track_run() {
   local label=$1 url=$2 table=$3 out=$4 rows
   run_wrk "$WORK/warmup.txt" -t1 -c64 -d"${WARMUP}s" -s "$PEERS/track.lua" "$url"
   reset_tables
   run_wrk "$out" -t1 -c64 -d"${DURATION}s" --latency -s "$PEERS/track.lua" "$url"
   parse_wrk "$out"
-  sleep 1
-  rows=$(count_rows "$table")
-  printf '  %-34s %7s req/s   p50 %7s ms   p99 %7s ms   non-2xx %s   socket errors %s   (%s requests, %s rows stored)\n' \
-    "$label" "$RPS" "$P50" "$P99" "$NON2XX" "$SOCKERR" "$REQUESTS" "$rows"
-  if [ "$NON2XX" != 0 ] || [ "$SOCKERR" != 0 ]; then
-    echo "    !! errors under load; server log tail:"
+  rows=$(settled_count "$table")
+  check_run "$rows" 1 64
+  TRACK_RPS=$(per_sec "$OK2XX")
+  printf '  %-34s %7s req/s (2xx)   p50 %7s ms   p99 %7s ms   non-2xx %s   socket errors %s   (%s answers, %s rows stored)\n' \
+    "$label" "$TRACK_RPS" "$P50" "$P99" "$NON2XX" "$SOCKERR" "$REQUESTS" "$rows"
+  if [ "$RUN_OK" != yes ]; then
+    echo "    !! FAILED: $RUN_WHY; server log tail:"
     tail -5 "$CLUSTER/server.log" | sed 's/^/    /'
   fi
-  TRACK_RPS=$RPS TRACK_P50=$P50 TRACK_P99=$P99
+  TRACK_P50=$P50 TRACK_P99=$P99 TRACK_OK=$RUN_OK TRACK_WHY=$RUN_WHY
 }
 
 echo
 echo "a) POST /v1/track, 1 event per request, keep-alive, wrk -t1 -c64 -d${DURATION}s, 200 only after commit"
 track_run "node-collector (WORKERS=$NODE_WORKERS)" "$NODE_URL" peer_events "$WORK/track_node.txt"
-NODE_RPS=$TRACK_RPS NODE_P50=$TRACK_P50 NODE_P99=$TRACK_P99
-track_run "cdp (cdp.http_workers = 1)" "$CDP_URL" cdp.events "$WORK/track_cdp1.txt"
-CDP1_RPS=$TRACK_RPS CDP1_P50=$TRACK_P50 CDP1_P99=$TRACK_P99
+NODE_RPS=$TRACK_RPS NODE_P50=$TRACK_P50 NODE_P99=$TRACK_P99 NODE_OK=$TRACK_OK NODE_WHY=$TRACK_WHY
+track_run "cdp (cdp.http_workers = 1)" "$TARGET_URL" cdp.events "$WORK/track_cdp1.txt"
+CDP1_RPS=$TRACK_RPS CDP1_P50=$TRACK_P50 CDP1_P99=$TRACK_P99 CDP1_OK=$TRACK_OK CDP1_WHY=$TRACK_WHY
 
 ###############################################################################
 # b) /v1/batch
-# batch_run LABEL OUT: warm-up, then the measured run; sets BATCH_ROWS (rows/s).
+# batch_run LABEL OUT: warm-up, then the measured run; sets BATCH_ROWS (rows/s:
+# the rows both acknowledged by a 2xx and stored, the smaller of the two
+# counts) and BATCH_OK / BATCH_WHY (check_run).
 batch_run() {
-  local label=$1 out=$2 rows
+  local label=$1 out=$2 rows acked
   CDP_BENCH_BODIES=$WORK/bodies.jsonl CDP_BENCH_TAG="w$RANDOM" \
-    run_wrk "$WORK/warmup.txt" -t1 -c"$BATCH_CONNECTIONS" -d"${WARMUP}s" -s "$ROOT/bench/batch.lua" "$CDP_URL"
+    run_wrk "$WORK/warmup.txt" -t1 -c"$BATCH_CONNECTIONS" -d"${WARMUP}s" -s "$ROOT/bench/batch.lua" "$TARGET_URL"
   reset_tables
   CDP_BENCH_BODIES=$WORK/bodies.jsonl CDP_BENCH_TAG="m$RANDOM" \
-    run_wrk "$out" -t1 -c"$BATCH_CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/batch.lua" "$CDP_URL"
+    run_wrk "$out" -t1 -c"$BATCH_CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/batch.lua" "$TARGET_URL"
   parse_wrk "$out"
-  sleep 1
-  rows=$(count_rows cdp.events)
-  BATCH_ROWS=$((RPS * BATCH))
-  printf '  %-34s %7s rows/s (%s req/s)   p50 %7s ms   p99 %7s ms   non-2xx %s   socket errors %s   (%s requests, %s rows stored)\n' \
-    "$label" "$BATCH_ROWS" "$RPS" "$P50" "$P99" "$NON2XX" "$SOCKERR" "$REQUESTS" "$rows"
-  if [ "$NON2XX" != 0 ] || [ "$SOCKERR" != 0 ]; then
+  rows=$(settled_count cdp.events)
+  check_run "$rows" "$BATCH" "$BATCH_CONNECTIONS"
+  acked=$((OK2XX * BATCH))
+  BATCH_ROWS=$(per_sec $((rows < acked ? rows : acked)))
+  printf '  %-34s %7s rows/s (%s req/s 2xx)   p50 %7s ms   p99 %7s ms   non-2xx %s   socket errors %s   (%s answers, %s rows stored)\n' \
+    "$label" "$BATCH_ROWS" "$(per_sec "$OK2XX")" "$P50" "$P99" "$NON2XX" "$SOCKERR" "$REQUESTS" "$rows"
+  if [ "$RUN_OK" != yes ]; then
     grep '^status' "$out" | sed 's/^/    /'
-    echo "    !! errors under load; server log tail:"
+    echo "    !! FAILED: $RUN_WHY; server log tail:"
     tail -5 "$CLUSTER/server.log" | sed 's/^/    /'
   fi
+  BATCH_OK=$RUN_OK BATCH_WHY=$RUN_WHY
 }
 
 # plain_run CLIENTS WHEN: the baseline's rows/s with CLIENTS connections.
@@ -268,15 +325,15 @@ echo
 echo "b) POST /v1/batch, $BATCH events per request (~$BODY_BYTES bytes), wrk -t1 -c$BATCH_CONNECTIONS -d${DURATION}s,"
 echo "   against a prepared $BATCH-row INSERT of the same generator's rows into a bare table (bench/ingest.sh --plain-only)"
 batch_vs_plain "cdp (cdp.http_workers = 1)" 1 "$WORK/batch_cdp1.txt"
-CDP1_BATCH=$BATCH_ROWS PLAIN1=$PLAIN_MEAN
+CDP1_BATCH=$BATCH_ROWS PLAIN1=$PLAIN_MEAN CDP1_BATCH_OK=$BATCH_OK CDP1_BATCH_WHY=$BATCH_WHY
 
 echo
 echo "a+b) again with cdp.http_workers = 2 (two committers; the baseline with two connections)"
 restart_cdp "cdp.http_workers = 2"
-track_run "cdp (cdp.http_workers = 2)" "$CDP_URL" cdp.events "$WORK/track_cdp2.txt"
-CDP2_RPS=$TRACK_RPS CDP2_P50=$TRACK_P50 CDP2_P99=$TRACK_P99
+track_run "cdp (cdp.http_workers = 2)" "$TARGET_URL" cdp.events "$WORK/track_cdp2.txt"
+CDP2_RPS=$TRACK_RPS CDP2_P50=$TRACK_P50 CDP2_P99=$TRACK_P99 CDP2_OK=$TRACK_OK CDP2_WHY=$TRACK_WHY
 batch_vs_plain "cdp (cdp.http_workers = 2)" 2 "$WORK/batch_cdp2.txt"
-CDP2_BATCH=$BATCH_ROWS PLAIN2=$PLAIN_MEAN
+CDP2_BATCH=$BATCH_ROWS PLAIN2=$PLAIN_MEAN CDP2_BATCH_OK=$BATCH_OK CDP2_BATCH_WHY=$BATCH_WHY
 
 ###############################################################################
 # c) memory under sustained overload
@@ -298,7 +355,7 @@ overload_run() {
   local idle_rss idle_anon
   read -r idle_rss idle_anon < <(echo "$(rss_kb "$pid" VmRSS) $(rss_kb "$pid" RssAnon)")
   CDP_BENCH_BODIES=$WORK/bodies.jsonl CDP_BENCH_TAG="o$RANDOM" \
-    run_wrk "$out" -t1 -c256 -d"${OVERLOAD_DURATION}s" --latency --timeout 10s -s "$ROOT/bench/batch.lua" "$CDP_URL"
+    run_wrk "$out" -t1 -c256 -d"${OVERLOAD_DURATION}s" --latency --timeout 10s -s "$ROOT/bench/batch.lua" "$TARGET_URL"
   sleep 2
   kill "$SAMPLER_PID" 2>/dev/null || true
   wait "$SAMPLER_PID" 2>/dev/null || true
@@ -323,22 +380,26 @@ overload_run() {
   printf '    worker pid %s: RSS idle %s MB, peak %s MB (VmHWM %s MB); private (RssAnon) idle %s MB, peak %s MB, at the end %s MB\n' \
     "$pid" "$((idle_rss / 1024))" "$OVER_PEAK_RSS" "$OVER_HWM" "$((idle_anon / 1024))" "$OVER_PEAK_ANON" "$OVER_LAST_ANON"
   printf '    RssAnon each second (MB): %s\n' "$anon_series"
-  # Bounded: the second half of the run peaks no higher than the first half
-  # (+10% and 2 MB of noise), every 503 carries Retry-After, no other status,
-  # no socket error, the worker alive.
-  OVER_OK=$(awk -v no_ra="${no_ra:-1}" -v other="$other" -v sockerr="$SOCKERR" '
-    { v[NR] = $2 } END {
-      h = int(NR / 2); for (i = 1; i <= NR; i++) if (i <= h) { if (v[i] > a) a = v[i] } else if (v[i] > b) b = v[i]
-      print (b <= a * 1.1 + 2048 && no_ra == 0 && other == "" && sockerr == 0) ? "yes" : "NO" }' "$samples")
-  printf '    bounded (second half peaks no higher than the first), every 503 with Retry-After, no other status: %s\n' "$OVER_OK"
+  # Bounded: at least one RssAnon sample for every two seconds of the run (no
+  # samples prove nothing), the second half of the run peaks no higher than
+  # the first half (+10% and 2 MB of noise), every 503 carries Retry-After, no
+  # other status, no socket error, the worker alive.
+  local nsamples
+  nsamples=$(awk '$2 ~ /^[0-9]+$/' "$samples" | wc -l)
+  OVER_OK=$(awk -v no_ra="${no_ra:-1}" -v other="$other" -v sockerr="$SOCKERR" -v min=$(((OVERLOAD_DURATION + 1) / 2)) '
+    $2 ~ /^[0-9]+$/ { v[++n] = $2 } END {
+      h = int(n / 2); for (i = 1; i <= n; i++) if (i <= h) { if (v[i] > a) a = v[i] } else if (v[i] > b) b = v[i]
+      print (n >= min && n >= 2 && b <= a * 1.1 + 2048 && no_ra == 0 && other == "" && sockerr == 0) ? "yes" : "NO" }' "$samples")
+  printf '    bounded (%s samples; second half peaks no higher than the first), every 503 with Retry-After, no other status: %s\n' \
+    "$nsamples" "$OVER_OK"
 }
 
 echo
 echo "a') /v1/track again with the processor worker on too (it resolves identities and folds traits of"
 echo "   every event on the same cores; the collector's own figures above are without it, like the baseline)"
 restart_cdp "cdp.http_workers = 1" "cdp.processor_enabled = on"
-track_run "cdp (http_workers = 1, processor on)" "$CDP_URL" cdp.events "$WORK/track_cdp_proc.txt"
-PROC_RPS=$TRACK_RPS PROC_P50=$TRACK_P50 PROC_P99=$TRACK_P99
+track_run "cdp (http_workers = 1, processor on)" "$TARGET_URL" cdp.events "$WORK/track_cdp_proc.txt"
+PROC_RPS=$TRACK_RPS PROC_P50=$TRACK_P50 PROC_P99=$TRACK_P99 PROC_OK=$TRACK_OK PROC_WHY=$TRACK_WHY
 
 echo
 echo "c) HTTP worker memory under sustained overload: /v1/batch x $BATCH events on 256 connections for ${OVERLOAD_DURATION}s"
@@ -360,29 +421,37 @@ echo "server log since setup: $(printf '%s' "$errors" | grep -c . || true) ERROR
 ###############################################################################
 echo
 echo "HTTP summary                          cdp        baseline     ratio  target"
-track_line() { # LABEL CDP BASE
-  local r
+# failed_note OK WHY [WHOSE]: " FAILED (WHOSE: WHY)" when OK is not yes.
+failed_note() { [ "$1" = yes ] || printf ' FAILED (%s%s)' "${3:+$3: }" "$2"; }
+# A row is met only when both its runs were clean: a baseline with errors
+# would be slower and flatter cdp.
+track_line() { # LABEL CDP BASE WHAT P50 P99 OK WHY
+  local r met note
   r=$(ratio "$2" "$3" 2)
-  printf '  %-34s %7s req/s %7s req/s  %5sx  >= 3x and >= 25000 req/s: %s\n' "$1" "$2" "$3" "$r" \
-    "$([ "$(meets "$r" '>=' 3)" = yes ] && [ "$(meets "$2" '>=' 25000)" = yes ] && echo yes || echo NO)"
-  bench_summary "HTTP /v1/track, 1 event/request, 64 conns ($4)" "$2 req/s (p50 $5 / p99 $6 ms)" \
-    "$3 req/s node-collector (p50 $NODE_P50 / p99 $NODE_P99 ms)" "${r}x" ">= 3x, >= 25k req/s" \
-    "$([ "$(meets "$r" '>=' 3)" = yes ] && [ "$(meets "$2" '>=' 25000)" = yes ] && echo yes || echo NO)"
+  met=$([ "$(meets "$r" '>=' 3)" = yes ] && [ "$(meets "$2" '>=' 25000)" = yes ] && [ "$7" = yes ] &&
+    [ "$NODE_OK" = yes ] && echo yes || echo NO)
+  note="$(failed_note "$7" "$8" cdp)$(failed_note "$NODE_OK" "$NODE_WHY" node-collector)"
+  printf '  %-34s %7s req/s %7s req/s  %5sx  >= 3x and >= 25000 req/s: %s%s\n' "$1" "$2" "$3" "$r" "$met" "$note"
+  bench_summary "HTTP /v1/track, 1 event/request, 64 conns ($4)" "$2 req/s (p50 $5 / p99 $6 ms)$(failed_note "$7" "$8")" \
+    "$3 req/s node-collector (p50 $NODE_P50 / p99 $NODE_P99 ms)$(failed_note "$NODE_OK" "$NODE_WHY")" "${r}x" \
+    ">= 3x, >= 25k req/s" "$met"
 }
-batch_line() { # LABEL CDP BASE
-  local r
+batch_line() { # LABEL CDP BASE WHAT CONNS OK WHY
+  local r met
   r=$(ratio "$2" "$3" 2)
-  printf '  %-34s %7s rows/s %6s rows/s %5s   >= 0.80: %s\n' "$1" "$2" "$3" "$r" "$(meets "$r" '>=' 0.80)"
-  bench_summary "HTTP /v1/batch, 100 events/request ($4)" "$2 rows/s" "$3 rows/s plain INSERT ($5)" "$r" ">= 0.80" \
-    "$(meets "$r" '>=' 0.80)"
+  met=$([ "$(meets "$r" '>=' 0.80)" = yes ] && [ "$6" = yes ] && echo yes || echo NO)
+  printf '  %-34s %7s rows/s %6s rows/s %5s   >= 0.80: %s%s\n' "$1" "$2" "$3" "$r" "$met" "$(failed_note "$6" "$7" cdp)"
+  bench_summary "HTTP /v1/batch, 100 events/request ($4)" "$2 rows/s$(failed_note "$6" "$7")" "$3 rows/s plain INSERT ($5)" \
+    "$r" ">= 0.80" "$met"
 }
-track_line "/v1/track, http_workers = 1" "$CDP1_RPS" "$NODE_RPS" "http_workers=1" "$CDP1_P50" "$CDP1_P99"
-track_line "/v1/track, http_workers = 2" "$CDP2_RPS" "$NODE_RPS" "http_workers=2" "$CDP2_P50" "$CDP2_P99"
-track_line "/v1/track, processor on" "$PROC_RPS" "$NODE_RPS" "http_workers=1, processor on" "$PROC_P50" "$PROC_P99"
+track_line "/v1/track, http_workers = 1" "$CDP1_RPS" "$NODE_RPS" "http_workers=1" "$CDP1_P50" "$CDP1_P99" "$CDP1_OK" "$CDP1_WHY"
+track_line "/v1/track, http_workers = 2" "$CDP2_RPS" "$NODE_RPS" "http_workers=2" "$CDP2_P50" "$CDP2_P99" "$CDP2_OK" "$CDP2_WHY"
+track_line "/v1/track, processor on" "$PROC_RPS" "$NODE_RPS" "http_workers=1, processor on" "$PROC_P50" "$PROC_P99" \
+  "$PROC_OK" "$PROC_WHY"
 printf '  %-34s p50 %s / p99 %s ms (workers=1), %s / %s ms (workers=2); node-collector %s / %s ms\n' \
   "/v1/track latency" "$CDP1_P50" "$CDP1_P99" "$CDP2_P50" "$CDP2_P99" "$NODE_P50" "$NODE_P99"
-batch_line "/v1/batch, http_workers = 1" "$CDP1_BATCH" "$PLAIN1" "http_workers=1" "1 conn"
-batch_line "/v1/batch, http_workers = 2" "$CDP2_BATCH" "$PLAIN2" "http_workers=2" "2 conns"
+batch_line "/v1/batch, http_workers = 1" "$CDP1_BATCH" "$PLAIN1" "http_workers=1" "1 conn" "$CDP1_BATCH_OK" "$CDP1_BATCH_WHY"
+batch_line "/v1/batch, http_workers = 2" "$CDP2_BATCH" "$PLAIN2" "http_workers=2" "2 conns" "$CDP2_BATCH_OK" "$CDP2_BATCH_WHY"
 printf '  %-34s peak RSS %s MB (private %s MB), %s x 503 with defaults; %s MB (private %s MB), %s x 503 with a 2000-message queue\n' \
   "worker memory under overload" "$DEF_PEAK" "$DEF_ANON" "$DEF_503" "$LOW_PEAK" "$LOW_ANON" "$LOW_503"
 bench_summary "HTTP worker RSS, ${OVERLOAD_DURATION} s overload, defaults" \

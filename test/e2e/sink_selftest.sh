@@ -159,7 +159,13 @@ section "mode down"
 ctl '{"mode":"hang","times":1}'
 curl -s -m 10 -o /dev/null -w '%{http_code}' -X POST "$SINK/hooks/hung-while-down" >"$E2E_TMP/hung.status" 2>/dev/null &
 HUNG_PID=$!
-sleep 0.3
+# Until the sink has the hung request (recorded, so it is holding it open).
+deadline=$(($(now_ms) + 5000))
+until [ "$(req GET /_received; node -e '
+  const a = JSON.parse(process.argv[1]); process.stdout.write(String(a.filter((e) => e.path === "/hooks/hung-while-down").length));' "$BODY")" = 1 ]; do
+  [ "$(now_ms)" -lt "$deadline" ] || die "the sink did not receive the request to hang within 5 s"
+  sleep 0.05
+done
 ctl '{"mode":"down","for_ms":1500}'
 DOWN_AT=$(now_ms)
 check_eq "control answers down for 1500 ms" "$(jget "$BODY" mode for_ms)" "down 1500"

@@ -5,6 +5,7 @@
 // (timestamp, messageId).
 #include <algorithm>
 #include <climits>
+#include <map>
 #include <numeric>
 #include <random>
 #include <string>
@@ -206,11 +207,20 @@ TEST(TraitsMaxMin, MixedTypesDoNotDependOnOrder) {
   std::vector<EventFacts> events{identify(R"({"v":5,"w":5})", "2025-01-03T00:00:00Z", "m3"),
                                  identify(R"({"v":"x","w":"x"})", "2025-01-02T00:00:00Z", "m2"),
                                  identify(R"({"v":7,"w":3})", "2025-01-01T00:00:00Z", "m1")};
-  fold_every_order(rules, events);
-  // Also with values that compare to nothing (objects, booleans, null).
+  // Numbers beat strings for both: the largest number, the smallest number.
+  EXPECT_EQ(fold_every_order(rules, events), R"({"v":7,"w":3})");
+  // Also with values that compare to nothing (objects, booleans, null): strings
+  // and numbers beat them, so nothing changes.
   events.push_back(identify(R"({"v":{"o":1},"w":true})", "2025-01-04T00:00:00Z", "m4"));
   events.push_back(identify(R"({"v":null,"w":[1]})", "2024-01-04T00:00:00Z", "m0"));
-  fold_every_order(rules, events);
+  EXPECT_EQ(fold_every_order(rules, events), R"({"v":7,"w":3})");
+  // Without numbers, a string beats the rest; with neither, the newest wins.
+  std::vector<EventFacts> no_numbers{identify(R"({"v":"x","w":"x"})", "2025-01-02T00:00:00Z", "m2"),
+                                     identify(R"({"v":{"o":1},"w":true})", "2025-01-04T00:00:00Z", "m4"),
+                                     identify(R"({"v":null,"w":[1]})", "2024-01-04T00:00:00Z", "m0")};
+  EXPECT_EQ(fold_every_order(rules, no_numbers), R"({"v":"x","w":"x"})");
+  no_numbers.erase(no_numbers.begin());
+  EXPECT_EQ(fold_every_order(rules, no_numbers), R"({"v":{"o":1},"w":true})");
 }
 
 // ------------------------------------------------------------ source priority
@@ -378,7 +388,47 @@ TEST(TraitsFoldSet, MergeIsFieldByFieldAndSymmetric) {
   EXPECT_FALSE(rules.fold_set(ab, b)) << "folding the same set again changes nothing";
 }
 
-// Random writes in random orders, per strategy, give one result.
+// What each strategy keeps, written from its definition (docs/traits: the
+// winner over all the values at once, ties broken by (timestamp, messageId)),
+// not by folding: numbers and strings only here, numbers beating strings for
+// max and min. Returns the winning event.
+const EventFacts& expected_winner(const std::vector<EventFacts>& events, const std::vector<std::string>& values,
+                                  TraitStrategy s, const std::vector<int>& priority) {
+  auto newer = [&](size_t a, size_t b) {  // event a newer than event b
+    return events[a].timestamp != events[b].timestamp ? events[a].timestamp > events[b].timestamp
+                                                      : events[a].message_id > events[b].message_id;
+  };
+  auto is_number = [&](size_t i) { return values[i][0] != '"'; };
+  auto rank = [&](size_t i) {
+    auto it = std::find(priority.begin(), priority.end(), events[i].source_id);
+    return static_cast<size_t>(it - priority.begin());  // unlisted: after every listed one
+  };
+  size_t best = 0;
+  for (size_t i = 1; i < events.size(); i++) {
+    bool better = false;
+    switch (s) {
+      case TraitStrategy::Last: better = newer(i, best); break;
+      case TraitStrategy::First: better = newer(best, i); break;
+      case TraitStrategy::Max:
+      case TraitStrategy::Min:
+        if (is_number(i) != is_number(best)) {
+          better = is_number(i);
+        } else {
+          int c = is_number(i) ? (std::stoi(values[i]) > std::stoi(values[best])) - (std::stoi(values[i]) < std::stoi(values[best]))
+                               : values[i].compare(values[best]);
+          if (s == TraitStrategy::Min) c = -c;
+          better = c > 0 || (c == 0 && newer(i, best));
+        }
+        break;
+      case TraitStrategy::SourcePriority: better = rank(i) != rank(best) ? rank(i) < rank(best) : newer(i, best); break;
+    }
+    if (better) best = i;
+  }
+  return events[best];
+}
+
+// Random writes in random orders, per strategy, give one result: the one each
+// strategy's definition picks.
 TEST(TraitsProperty, RandomOrdersGiveOneResult) {
   TraitRules rules({rule("last", TraitStrategy::Last),
                     rule("first", TraitStrategy::First),
@@ -389,8 +439,10 @@ TEST(TraitsProperty, RandomOrdersGiveOneResult) {
   Micros base = at("2025-01-01T00:00:00Z");
   for (int round = 0; round < 20; round++) {
     std::vector<EventFacts> events;
+    std::vector<std::string> values;
     for (int i = 0; i < 30; i++) {
       std::string v = rng() % 4 == 0 ? "\"s" + std::to_string(rng() % 10) + "\"" : std::to_string(rng() % 20);
+      values.push_back(v);
       EventFacts e;
       e.type = MessageType::Identify;
       e.timestamp = base + static_cast<Micros>(rng() % 5) * 1000000;
@@ -399,6 +451,21 @@ TEST(TraitsProperty, RandomOrdersGiveOneResult) {
       e.traits = "{\"last\":" + v + ",\"first\":" + v + ",\"max\":" + v + ",\"min\":" + v + ",\"src\":" + v + "}";
       events.push_back(e);
     }
+    // The expected traits and provenance, from the definitions.
+    const std::pair<const char*, TraitStrategy> fields[] = {{"first", TraitStrategy::First},
+                                                            {"last", TraitStrategy::Last},
+                                                            {"max", TraitStrategy::Max},
+                                                            {"min", TraitStrategy::Min},
+                                                            {"src", TraitStrategy::SourcePriority}};
+    std::string want = "{";
+    std::map<std::string, std::string> want_message_id;
+    for (auto& [name, strategy] : fields) {
+      const EventFacts& w = expected_winner(events, values, strategy, {2, 4});
+      size_t at_value = static_cast<size_t>(&w - events.data());
+      want += std::string(want.size() > 1 ? "," : "") + "\"" + name + "\":" + values[at_value];
+      want_message_id[name] = w.message_id;
+    }
+    want += "}";
     std::string expected, expected_meta;
     for (int k = 0; k < 100; k++) {
       std::shuffle(events.begin(), events.end(), rng);
@@ -410,6 +477,9 @@ TEST(TraitsProperty, RandomOrdersGiveOneResult) {
       if (k == 0) {
         expected = set.traits_json();
         expected_meta = set.meta_json();
+        ASSERT_EQ(expected, want) << "round " << round;
+        for (auto& [name, id] : want_message_id)
+          ASSERT_EQ(set.fields.at(name).message_id, id) << "round " << round << ": provenance of " << name;
       }
       ASSERT_EQ(set.traits_json(), expected) << "round " << round << " order " << k;
       ASSERT_EQ(set.meta_json(), expected_meta) << "round " << round << " order " << k;
