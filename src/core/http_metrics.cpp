@@ -11,6 +11,7 @@ void HttpMetrics::reset() {
   for (auto& a : commit_buckets) a = 0;
   batch_sum = batch_count = commit_sum_micros = commit_count = 0;
   queue_messages = open_connections = buffered_bytes = 0;
+  connections_refused = requests_timed_out = 0;
   for (auto& a : deliveries) a = 0;
   for (auto& a : delivery_buckets) a = 0;
   delivery_sum_micros = delivery_count = 0;
@@ -110,6 +111,13 @@ std::string HttpMetrics::render() const {
        "# TYPE cdp_http_buffered_bytes gauge\ncdp_http_buffered_bytes %lld\n",
        static_cast<long long>(queue_messages.load()), static_cast<long long>(open_connections.load()),
        static_cast<long long>(buffered_bytes.load()));
+  line(out,
+       "# HELP cdp_http_connections_refused_total Connections answered 503 at once: past cdp.http_max_connections.\n"
+       "# TYPE cdp_http_connections_refused_total counter\ncdp_http_connections_refused_total %llu\n"
+       "# HELP cdp_http_requests_timed_out_total Requests cut for not arriving whole within cdp.http_request_timeout.\n"
+       "# TYPE cdp_http_requests_timed_out_total counter\ncdp_http_requests_timed_out_total %llu\n",
+       static_cast<unsigned long long>(connections_refused.load()),
+       static_cast<unsigned long long>(requests_timed_out.load()));
   line(out,
        "# HELP cdp_deliveries_total Delivery outcomes, all destinations (per destination: cdp.destination_stats).\n"
        "# TYPE cdp_deliveries_total counter\n"

@@ -109,20 +109,34 @@ std::string ingest_response(const Payload& payload, const std::vector<MessageSta
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-std::string error_response(std::string_view error, std::string_view field) {
+namespace {
+// {["success":false,] key: value[, optional_key: optional]}: the small answers.
+std::string small_object(bool failure, const char* key, std::string_view value, const char* optional_key,
+                         std::string_view optional) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();
-  w.Key("success");
-  w.Bool(false);
-  w.Key("error");
-  str(w, error);
-  if (!field.empty()) {
-    w.Key("field");
-    str(w, field);
+  if (failure) {
+    w.Key("success");
+    w.Bool(false);
+  }
+  w.Key(key);
+  str(w, value);
+  if (!optional.empty()) {
+    w.Key(optional_key);
+    str(w, optional);
   }
   w.EndObject();
   return std::string(buf.GetString(), buf.GetSize());
+}
+}  // namespace
+
+std::string error_response(std::string_view error, std::string_view field) {
+  return small_object(true, "error", error, "field", field);
+}
+
+std::string status_response(std::string_view status, std::string_view reason) {
+  return small_object(false, "status", status, "reason", reason);
 }
 
 }  // namespace cdp

@@ -37,6 +37,9 @@ std::string ingest_response(const Payload& payload, const std::vector<MessageSta
 // {"success":false,"error":"...","field":"..."}
 std::string error_response(std::string_view error, std::string_view field = {});
 
+// /health's body: {"status":"ok"}, or {"status":"overloaded","reason":"..."}.
+std::string status_response(std::string_view status, std::string_view reason = {});
+
 // Splits "a, b,c" into {"a","b","c"}.
 std::vector<std::string> split_list(std::string_view text);
 

@@ -1,14 +1,19 @@
 #include "core/http_server.hpp"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <signal.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -17,21 +22,64 @@
 #include "core/http_protocol.hpp"
 
 namespace cdp {
+
+// One TCP connection, for the watchdog: which part of a request it is in and
+// since when. The list and the socket are only touched under conns_mutex_, and
+// libmicrohttpd calls connection_closed (which unlinks) before it closes the
+// socket, so the watchdog never shuts a descriptor that was reused.
+struct ConnectionState {
+  enum Phase : int { kIdle, kReceiving, kProcessing, kRefused };
+  int fd = -1;
+  std::atomic<int> phase{kIdle};
+  std::atomic<int64_t> since{0};  // steady clock, nanoseconds
+  bool cut = false;
+  ConnectionState* prev = nullptr;
+  ConnectionState* next = nullptr;
+};
+
 namespace {
 
-MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method,
-                      const char*, const char* upload, size_t* upload_size, void** state) {
-  return static_cast<MHD_Result>(
-      static_cast<HttpServer*>(cls)->handle(c, url, method, upload, upload_size, state));
+// Each connection's memory pool holds the request line and headers (and read
+// buffers). It is larger than max_header_bytes, so our own JSON 414 and 431
+// answer before libmicrohttpd's HTML ones would.
+constexpr size_t kConnectionMemory = 64 * 1024;
+constexpr auto kRefusedGrace = std::chrono::seconds(1);
+constexpr auto kWatchdogTick = std::chrono::milliseconds(200);
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
-void on_completed(void* cls, MHD_Connection*, void** state, MHD_RequestTerminationCode) {
-  if (*state) static_cast<HttpServer*>(cls)->request_done(static_cast<PendingRequest*>(*state));
+void mark(ConnectionState* cs, ConnectionState::Phase phase) {
+  if (!cs || cs->phase == ConnectionState::kRefused) return;
+  cs->since = steady_ns();
+  cs->phase = phase;
+}
+
+MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method,
+                      const char* version, const char* upload, size_t* upload_size, void** state) {
+  return static_cast<MHD_Result>(static_cast<HttpServer*>(cls)->handle(
+      c, url, method, version, upload, upload_size, state));
+}
+
+void* on_uri(void* cls, const char*, MHD_Connection* c) {
+  return static_cast<HttpServer*>(cls)->request_started(c);
+}
+
+void on_completed(void* cls, MHD_Connection* c, void** state, MHD_RequestTerminationCode) {
+  if (*state) static_cast<HttpServer*>(cls)->request_done(c, static_cast<PendingRequest*>(*state));
   *state = nullptr;
 }
 
-void on_connection(void* cls, MHD_Connection*, void**, MHD_ConnectionNotificationCode code) {
-  static_cast<HttpServer*>(cls)->connection_event(code == MHD_CONNECTION_NOTIFY_STARTED);
+void on_connection(void* cls, MHD_Connection* c, void** socket_context,
+                   MHD_ConnectionNotificationCode code) {
+  auto* server = static_cast<HttpServer*>(cls);
+  if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    server->connection_opened(c, socket_context);
+  else
+    server->connection_closed(socket_context);
 }
 
 int status_for(ErrorKind kind) {
@@ -53,13 +101,76 @@ bool starts_with_ci(const char* s, const char* prefix) {
   return strncasecmp(s, prefix, std::strlen(prefix)) == 0;
 }
 
+// The headers that decide how the body is framed, counted: libmicrohttpd
+// looks at the first of each only, a proxy in front may look at another.
+struct Framing {
+  int host = 0, content_length = 0, transfer_encoding = 0;
+  const char* encoding = nullptr;
+};
+
+MHD_Result count_framing(void* cls, MHD_ValueKind, const char* key, const char* value) {
+  auto* f = static_cast<Framing*>(cls);
+  if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) f->host++;
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) f->content_length++;
+  if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    f->transfer_encoding++;
+    f->encoding = value;
+  }
+  return MHD_YES;
+}
+
+size_t open_descriptors() {
+  size_t n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (readdir(d)) n++;
+    closedir(d);
+    n = n > 3 ? n - 3 : 0;  // ".", "..", and the directory's own descriptor
+  }
+  return n;
+}
+
+// Written straight to a connection past the cap, before libmicrohttpd reads it.
+const std::string& refusal() {
+  static const std::string text = [] {
+    std::string body = error_response("too many connections, retry later");
+    return "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
+           "Content-Type: application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  }();
+  return text;
+}
+
 }  // namespace
+
+int WriteKeys::find(std::string_view key) const {
+  if (key.empty()) return -1;
+  auto it = sources.find(key_digest(key));
+  return it == sources.end() ? -1 : it->second;
+}
+
+std::string key_digest(std::string_view key) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), md);
+  return std::string(reinterpret_cast<const char*>(md), sizeof md);
+}
+
+DescriptorPlan plan_descriptors(uint64_t soft, uint64_t hard, uint64_t open_now, unsigned wanted) {
+  DescriptorPlan p;
+  p.reserve = std::clamp(wanted / 16, 4u, 64u);
+  uint64_t fixed = open_now + kDescriptorHeadroom + p.reserve;
+  uint64_t need = fixed + wanted;
+  p.soft_limit = std::max(soft, std::min(hard, need));
+  uint64_t room = p.soft_limit > fixed ? p.soft_limit - fixed : 0;
+  p.connections = static_cast<unsigned>(std::max<uint64_t>(1, std::min<uint64_t>(wanted, room)));
+  return p;
+}
 
 HttpServer::HttpServer(HttpConfig config, HttpMetrics* metrics, Clock clock)
     : config_(std::move(config)),
       metrics_(metrics),
       clock_(std::move(clock)),
-      dynamic_(std::make_shared<HttpDynamicConfig>()) {}
+      dynamic_(std::make_shared<HttpDynamicConfig>()),
+      keys_(std::make_shared<WriteKeys>()) {}
 
 HttpServer::~HttpServer() { stop(); }
 
@@ -79,6 +190,19 @@ void HttpServer::start() {
     throw Error(ErrorKind::InvalidInput, "cdp.http_listen",
                 "must be an IP address and port, not \"" + config_.host + "\"");
   }
+  // Connections are capped below the descriptor limit, so that running out
+  // of descriptors never stalls accept() and the listening socket.
+  rlimit lim{};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  plan_ = plan_descriptors(lim.rlim_cur, lim.rlim_max, open_descriptors(), config_.max_connections);
+  if (plan_.soft_limit > lim.rlim_cur) {
+    rlimit raised = lim;
+    raised.rlim_cur = plan_.soft_limit;
+    if (setrlimit(RLIMIT_NOFILE, &raised) != 0)
+      plan_ = plan_descriptors(lim.rlim_cur, lim.rlim_cur, open_descriptors(), config_.max_connections);
+  }
+  keyless_budget_ = config_.max_buffered_bytes / 100 * config_.keyless_buffer_percent;
+
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw Error(ErrorKind::Internal, "eventfd", std::strerror(errno));
 
@@ -92,16 +216,26 @@ void HttpServer::start() {
   daemon_ = MHD_start_daemon(
       flags, config_.port, nullptr, nullptr, &on_request, this, MHD_OPTION_SOCK_ADDR, &addr,
       MHD_OPTION_THREAD_POOL_SIZE, config_.threads, MHD_OPTION_CONNECTION_LIMIT,
-      config_.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, config_.idle_timeout_s,
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+      plan_.connections + plan_.reserve, MHD_OPTION_CONNECTION_TIMEOUT, config_.idle_timeout_s,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+      1u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK, &on_uri, this,
       MHD_OPTION_NOTIFY_COMPLETED, &on_completed, this, MHD_OPTION_NOTIFY_CONNECTION,
       &on_connection, this, MHD_OPTION_END);
   int err = errno;
+  if (daemon_) {
+    watchdog_stop_ = false;
+    watchdog_ = std::thread([this] { watch(); });
+  }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (!daemon_)
     throw Error(ErrorKind::Internal, "cdp.http_listen",
                 "could not listen on " + config_.host + ":" + std::to_string(config_.port) + ": " +
                     std::strerror(err));
+}
+
+uint16_t HttpServer::port() const {
+  const MHD_DaemonInfo* info = daemon_ ? MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT) : nullptr;
+  return info ? info->port : 0;
 }
 
 void HttpServer::quiesce() {
@@ -111,11 +245,23 @@ void HttpServer::quiesce() {
 }
 
 void HttpServer::refuse_new() {
-  std::lock_guard lock(mutex_);
-  closing_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+  }
+  resume_key_waiters();
 }
 
 void HttpServer::stop() {
+  refuse_new();  // no connection may stay suspended waiting for keys
+  if (watchdog_.joinable()) {
+    {
+      std::lock_guard lock(watchdog_mutex_);
+      watchdog_stop_ = true;
+    }
+    watchdog_wake_.notify_all();
+    watchdog_.join();
+  }
   if (daemon_) MHD_stop_daemon(daemon_);
   daemon_ = nullptr;
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -126,6 +272,29 @@ void HttpServer::set_dynamic(HttpDynamicConfig config) {
   auto next = std::make_shared<const HttpDynamicConfig>(std::move(config));
   std::lock_guard lock(mutex_);
   dynamic_ = std::move(next);
+}
+
+void HttpServer::set_write_keys(std::shared_ptr<const WriteKeys> keys) {
+  {
+    std::lock_guard lock(mutex_);
+    keys_ = std::move(keys);
+  }
+  resume_key_waiters();
+}
+
+std::shared_ptr<const WriteKeys> HttpServer::write_keys() const {
+  std::lock_guard lock(mutex_);
+  return keys_;
+}
+
+void HttpServer::resume_key_waiters() {
+  std::vector<PendingRequest*> waiters;
+  {
+    std::lock_guard lock(mutex_);
+    waiters.swap(key_waiters_list_);
+    key_waiters_ = 0;
+  }
+  for (PendingRequest* r : waiters) MHD_resume_connection(r->connection);
 }
 
 void HttpServer::clear_wake() {
@@ -159,29 +328,149 @@ size_t HttpServer::waiting() const {
 
 void HttpServer::complete(PendingRequest* r) { MHD_resume_connection(r->connection); }
 
-void HttpServer::request_done(PendingRequest* r) {
-  buffered_bytes_ -= r->raw.size();
-  metrics_->buffered_bytes -= static_cast<int64_t>(r->raw.size());
+std::string HttpServer::overload_reason() const {
+  auto near = [](size_t used, size_t limit) { return limit > 0 && used * 10 >= limit * 9; };
+  if (near(open_, plan_.connections))
+    return "connections: " + std::to_string(open_.load()) + " open of " +
+           std::to_string(plan_.connections);
+  if (near(buffered_bytes_, config_.max_buffered_bytes))
+    return "request buffer: " + std::to_string(buffered_bytes_.load()) + " of " +
+           std::to_string(config_.max_buffered_bytes) + " bytes in use";
+  if (near(queued_messages_, config_.max_queue_messages))
+    return "commit queue: " + std::to_string(queued_messages_.load()) + " of " +
+           std::to_string(config_.max_queue_messages) + " messages waiting";
+  return {};
+}
+
+// --- connections and the watchdog ------------------------------------------
+
+void HttpServer::connection_opened(MHD_Connection* c, void** socket_context) {
+  auto* cs = new ConnectionState;
+  if (const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD))
+    cs->fd = info->connect_fd;
+  cs->since = steady_ns();
+  *socket_context = cs;
+  metrics_->open_connections += 1;
+  if (++open_ > plan_.connections && cs->fd >= 0) {
+    // Past the cap: answer 503 now and close; the handler drops the request.
+    cs->phase = ConnectionState::kRefused;
+    metrics_->connections_refused += 1;
+    metrics_->count_request(MHD_HTTP_SERVICE_UNAVAILABLE);
+    const std::string& text = refusal();
+    [[maybe_unused]] ssize_t w = send(cs->fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(cs->fd, SHUT_WR);
+  }
+  std::lock_guard lock(conns_mutex_);
+  cs->next = conns_;
+  if (conns_) conns_->prev = cs;
+  conns_ = cs;
+}
+
+void HttpServer::connection_closed(void** socket_context) {
+  auto* cs = static_cast<ConnectionState*>(*socket_context);
+  *socket_context = nullptr;
+  if (!cs) return;
+  {
+    std::lock_guard lock(conns_mutex_);
+    if (cs->prev) cs->prev->next = cs->next;
+    else conns_ = cs->next;
+    if (cs->next) cs->next->prev = cs->prev;
+  }
+  delete cs;
+  --open_;
+  metrics_->open_connections -= 1;
+}
+
+// Shuts the socket of every connection that overstays its phase: a request
+// not arrived whole within request_timeout_s of its first line, a connection
+// with no request line within idle_timeout_s (however slowly bytes trickle
+// in), a refused connection after a second. libmicrohttpd then sees the
+// socket closed and cleans up. Requests waiting for their commit are exempt.
+void HttpServer::watch() {
+  const int64_t request_ns = int64_t(config_.request_timeout_s) * 1000000000;
+  const int64_t idle_ns = int64_t(config_.idle_timeout_s) * 1000000000;
+  const int64_t refused_ns = std::chrono::nanoseconds(kRefusedGrace).count();
+  std::unique_lock wait(watchdog_mutex_);
+  while (!watchdog_wake_.wait_for(wait, kWatchdogTick, [this] { return watchdog_stop_; })) {
+    int64_t now = steady_ns();
+    std::lock_guard lock(conns_mutex_);
+    for (ConnectionState* cs = conns_; cs; cs = cs->next) {
+      if (cs->cut || cs->fd < 0) continue;
+      int64_t age = now - cs->since;
+      int phase = cs->phase;
+      bool expired = (phase == ConnectionState::kReceiving && age > request_ns) ||
+                     (phase == ConnectionState::kIdle && age > idle_ns) ||
+                     (phase == ConnectionState::kRefused && age > refused_ns);
+      if (!expired) continue;
+      if (phase == ConnectionState::kReceiving) metrics_->requests_timed_out += 1;
+      cs->cut = true;
+      shutdown(cs->fd, SHUT_RDWR);
+    }
+  }
+}
+
+PendingRequest* HttpServer::request_started(MHD_Connection* c) {
+  auto* r = new PendingRequest;
+  r->arrived = std::chrono::steady_clock::now();
+  if (const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT))
+    r->conn = static_cast<ConnectionState*>(info->socket_context);
+  mark(r->conn, ConnectionState::kReceiving);
+  return r;
+}
+
+void HttpServer::request_done(MHD_Connection* c, PendingRequest* r) {
+  if (!r->answered) {  // libmicrohttpd answered by itself (a malformed request): count it
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (info && info->http_status) metrics_->count_request(static_cast<int>(info->http_status));
+  }
+  release(r);
+  mark(r->conn, ConnectionState::kIdle);
   delete r;
 }
 
-void HttpServer::connection_event(bool opened) { metrics_->open_connections += opened ? 1 : -1; }
+// --- the buffer budget ------------------------------------------------------
 
-int HttpServer::respond(MHD_Connection* c, int status, const std::string& body,
-                        const std::string& origin, const char* content_type,
-                        const char* retry_after) {
+bool HttpServer::charge(PendingRequest* r, size_t bytes) {
+  if (buffered_bytes_.fetch_add(bytes) + bytes > config_.max_buffered_bytes) {
+    buffered_bytes_ -= bytes;
+    return false;
+  }
+  if (r->keyless && keyless_bytes_.fetch_add(bytes) + bytes > keyless_budget_) {
+    keyless_bytes_ -= bytes;
+    buffered_bytes_ -= bytes;
+    return false;
+  }
+  r->charged += bytes;
+  metrics_->buffered_bytes += static_cast<int64_t>(bytes);
+  return true;
+}
+
+void HttpServer::release(PendingRequest* r) {
+  buffered_bytes_ -= r->charged;
+  if (r->keyless) keyless_bytes_ -= r->charged;
+  metrics_->buffered_bytes -= static_cast<int64_t>(r->charged);
+  r->charged = 0;
+  std::string().swap(r->raw);
+}
+
+// --- answers ----------------------------------------------------------------
+
+int HttpServer::respond(MHD_Connection* c, PendingRequest* r, int status, const std::string& body,
+                        const char* content_type, const char* retry_after) {
+  r->finished = true;
+  r->answered = true;
   MHD_Response* resp = MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()),
                                                        MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
   if (retry_after) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
-  if (!origin.empty()) {
+  if (!r->origin.empty()) {
     std::shared_ptr<const HttpDynamicConfig> dyn;
     {
       std::lock_guard lock(mutex_);
       dyn = dynamic_;
     }
-    if (origin_allowed(origin, dyn->cors_origins)) {
-      MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, origin.c_str());
+    if (origin_allowed(r->origin, dyn->cors_origins)) {
+      MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, r->origin.c_str());
       MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
       if (status == MHD_HTTP_NO_CONTENT) {
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
@@ -195,6 +484,15 @@ int HttpServer::respond(MHD_Connection* c, int status, const std::string& body,
   MHD_destroy_response(resp);
   metrics_->count_request(status);
   return ret;
+}
+
+int HttpServer::refuse(MHD_Connection* c, PendingRequest* r, int status, std::string_view error,
+                       std::string_view field) {
+  return respond(c, r, status, error_response(error, field));
+}
+
+int HttpServer::overloaded(MHD_Connection* c, PendingRequest* r, const char* why) {
+  return respond(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, error_response(why), "application/json", "1");
 }
 
 std::string HttpServer::peer_address(MHD_Connection* c, const char* forwarded_for) {
@@ -216,92 +514,161 @@ std::string HttpServer::peer_address(MHD_Connection* c, const char* forwarded_fo
   return client_ip(buf, forwarded_for, dyn->trusted_proxies);
 }
 
-int HttpServer::handle(MHD_Connection* c, const char* url, const char* method, const char* upload,
-                       size_t* upload_size, void** state) {
+// --- requests ---------------------------------------------------------------
+
+int HttpServer::handle(MHD_Connection* c, const char* url, const char* method, const char* version,
+                       const char* upload, size_t* upload_size, void** state) {
   auto* r = static_cast<PendingRequest*>(*state);
-  if (!r) {  // headers are in; the body (if any) comes next
-    r = new PendingRequest;
-    *state = r;
-    if (const char* origin = header(c, "Origin")) r->origin = origin;
-    const char* length = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (length && std::strtoull(length, nullptr, 10) > config_.limits.max_payload_bytes) {
-      r->finished = true;  // do not read a body we would refuse
-      return respond(c, MHD_HTTP_CONTENT_TOO_LARGE,
-                     error_response("is larger than the limit of " +
-                                        std::to_string(config_.limits.max_payload_bytes) + " bytes",
-                                    "body"),
-                     r->origin);
-    }
-    return MHD_YES;
+  if (!r) *state = r = request_started(c);
+  if (r->conn && r->conn->phase == ConnectionState::kRefused) return MHD_NO;  // answered already
+  if (!r->started) {  // the headers are in; the body (if any) comes next
+    r->started = true;
+    return begin(c, r, url, method, version);
+  }
+  if (r->awaiting_keys) {  // resumed: a newer key snapshot is out
+    r->awaiting_keys = false;
+    return admit(c, r);
   }
   if (*upload_size) {
     size_t n = *upload_size;
     *upload_size = 0;
-    if (r->finished || r->too_large || r->overloaded) return MHD_YES;
-    if (r->raw.size() + n > config_.limits.max_payload_bytes) {
+    if (r->finished || r->too_large || r->overloaded) return MHD_YES;  // read and dropped
+    size_t size = r->raw.size() + n;
+    if (size > config_.limits.max_payload_bytes) {
       r->too_large = true;
-    } else if (buffered_bytes_ + n > config_.max_buffered_bytes) {
+    } else if (size > r->charged && !charge(r, size - r->charged)) {
       r->overloaded = true;
     } else {
       r->raw.append(upload, n);
-      buffered_bytes_ += n;
-      metrics_->buffered_bytes += static_cast<int64_t>(n);
       return MHD_YES;
     }
-    buffered_bytes_ -= r->raw.size();
-    metrics_->buffered_bytes -= static_cast<int64_t>(r->raw.size());
-    std::string().swap(r->raw);
+    release(r);
     return MHD_YES;
   }
   if (r->finished) return MHD_YES;
-  if (r->http_status) {  // resumed: the committer has answered
-    r->finished = true;
-    return respond(c, r->http_status, r->body, r->origin, "application/json",
+  if (r->http_status)  // resumed: the committer has answered
+    return respond(c, r, r->http_status, r->body, "application/json",
                    r->retry_after.empty() ? nullptr : r->retry_after.c_str());
-  }
-  r->finished = true;
-  if (std::strcmp(method, "OPTIONS") == 0) return respond(c, MHD_HTTP_NO_CONTENT, "", r->origin);
+  mark(r->conn, ConnectionState::kProcessing);  // all of it arrived
+  return ingest(c, r, r->implied);
+}
+
+// Everything that can be decided from the request line and headers, before a
+// byte of the body is read. Answering now makes libmicrohttpd close the
+// connection after the answer instead of reading the body.
+int HttpServer::begin(MHD_Connection* c, PendingRequest* r, const char* url, const char* method,
+                      const char* version) {
+  if (const char* origin = header(c, "Origin")) r->origin = origin;
+  if (std::strlen(url) > config_.max_url_bytes)
+    return refuse(c, r, MHD_HTTP_URI_TOO_LONG,
+                  "is longer than the limit of " + std::to_string(config_.max_url_bytes) + " bytes",
+                  "path");
+  const MHD_ConnectionInfo* size = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+  if (size && size->header_size > config_.max_header_bytes)
+    return refuse(c, r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                  "are larger than the limit of " + std::to_string(config_.max_header_bytes) + " bytes",
+                  "headers");
+  Framing f;
+  MHD_get_connection_values(c, MHD_HEADER_KIND, &count_framing, &f);
+  if (f.host == 0 && std::strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+    return refuse(c, r, MHD_HTTP_BAD_REQUEST, "is required in HTTP/1.1", "Host");
+  if (f.host > 1) return refuse(c, r, MHD_HTTP_BAD_REQUEST, "must be given once", "Host");
+  if (f.content_length > 1)
+    return refuse(c, r, MHD_HTTP_BAD_REQUEST, "must be given once", "Content-Length");
+  if (f.content_length && f.transfer_encoding)
+    return refuse(c, r, MHD_HTTP_BAD_REQUEST, "must not be combined with Content-Length",
+                  "Transfer-Encoding");
+  if (f.transfer_encoding > 1 || (f.encoding && strcasecmp(f.encoding, "chunked") != 0))
+    return refuse(c, r, MHD_HTTP_NOT_IMPLEMENTED, "must be chunked, alone", "Transfer-Encoding");
+  const char* length = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  const size_t limit = config_.limits.max_payload_bytes;
+  if (length && std::strtoull(length, nullptr, 10) > limit)  // do not read a body we would refuse
+    return refuse(c, r, MHD_HTTP_CONTENT_TOO_LARGE,
+                  "is larger than the limit of " + std::to_string(limit) + " bytes", "body");
+
+  if (std::strcmp(method, "OPTIONS") == 0) return respond(c, r, MHD_HTTP_NO_CONTENT, "");
   RouteMatch m = match_route(url);
   bool get = std::strcmp(method, "GET") == 0 || std::strcmp(method, "HEAD") == 0;
   switch (m.route) {
-    case Route::Health:
+    case Route::Health: {
       if (!get) break;
-      return healthy_ ? respond(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", r->origin)
-                      : respond(c, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"status\":\"unavailable\"}",
-                                r->origin, "application/json", "1");
+      if (!healthy_)
+        return respond(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, status_response("unavailable"),
+                       "application/json", "1");
+      std::string why = overload_reason();
+      if (!why.empty())
+        return respond(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, status_response("overloaded", why),
+                       "application/json", "1");
+      return respond(c, r, MHD_HTTP_OK, status_response("ok"));
+    }
     case Route::Metrics:
       if (!get) break;
-      return respond(c, MHD_HTTP_OK, metrics_->render(), r->origin, "text/plain; version=0.0.4");
+      return respond(c, r, MHD_HTTP_OK, metrics_->render(), "text/plain; version=0.0.4");
     case Route::NotFound:
-      return respond(c, MHD_HTTP_NOT_FOUND, error_response("no such endpoint", "path"), r->origin);
-    case Route::Ingest:
+      return refuse(c, r, MHD_HTTP_NOT_FOUND, "no such endpoint", "path");
+    case Route::Ingest: {
       if (std::strcmp(method, "POST") != 0) break;
-      r->finished = false;
-      return ingest(c, r, m.implied_type);
+      const char* type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
+      if (type && !starts_with_ci(type, "application/json") && !starts_with_ci(type, "text/plain"))
+        return refuse(c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "must be application/json or text/plain",
+                      "Content-Type");
+      const char* encoding = header(c, MHD_HTTP_HEADER_CONTENT_ENCODING);
+      if (encoding && strcasecmp(encoding, "gzip") != 0 && strcasecmp(encoding, "deflate") != 0 &&
+          strcasecmp(encoding, "identity") != 0)
+        return refuse(c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "must be gzip, deflate or identity",
+                      "Content-Encoding");
+      r->implied = m.implied_type;
+      char* password = nullptr;
+      if (char* user = MHD_basic_auth_get_username_password(c, &password)) {
+        r->write_key = user;
+        MHD_free(user);
+      }
+      if (password) MHD_free(password);
+      r->keyless = r->write_key.empty();
+      return admit(c, r);
+    }
   }
-  return respond(c, MHD_HTTP_METHOD_NOT_ALLOWED, error_response("method not allowed", "method"),
-                 r->origin);
+  return refuse(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed", "method");
+}
+
+// An ingest request whose headers passed: its Basic key must be known (a key
+// missing from the snapshot waits for one newer snapshot, so that a key made a
+// moment ago works), and its declared length must fit in the buffer budget.
+int HttpServer::admit(MHD_Connection* c, PendingRequest* r) {
+  if (!r->keyless) {
+    std::unique_lock lock(mutex_);
+    if (closing_) {
+      lock.unlock();
+      return overloaded(c, r, "shutting down, retry later");
+    }
+    r->source_id = keys_->find(r->write_key);
+    if (r->source_id < 0 && !r->waited_for_keys) {
+      r->waited_for_keys = r->awaiting_keys = true;
+      r->connection = c;
+      MHD_suspend_connection(c);
+      key_waiters_list_.push_back(r);
+      key_waiters_ = key_waiters_list_.size();
+      lock.unlock();
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t w = write(wake_fd_, &one, sizeof one);
+      return MHD_YES;
+    }
+    lock.unlock();
+    if (r->source_id < 0) return refuse(c, r, MHD_HTTP_UNAUTHORIZED, "is unknown or revoked", "writeKey");
+  }
+  if (const char* length = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH))
+    if (!charge(r, std::strtoull(length, nullptr, 10))) return overloaded(c, r);
+  return MHD_YES;
 }
 
 int HttpServer::ingest(MHD_Connection* c, PendingRequest* r, std::optional<MessageType> implied) {
-  r->finished = true;
   const size_t limit = config_.limits.max_payload_bytes;
   if (r->too_large)
-    return respond(c, MHD_HTTP_CONTENT_TOO_LARGE,
-                   error_response("is larger than the limit of " + std::to_string(limit) + " bytes", "body"),
-                   r->origin);
-  if (r->overloaded)
-    return respond(c, MHD_HTTP_SERVICE_UNAVAILABLE, error_response("overloaded, retry later"),
-                   r->origin, "application/json", "1");
-  const char* type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
-  if (type && !starts_with_ci(type, "application/json") && !starts_with_ci(type, "text/plain"))
-    return respond(c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                   error_response("must be application/json or text/plain", "Content-Type"), r->origin);
+    return refuse(c, r, MHD_HTTP_CONTENT_TOO_LARGE,
+                  "is larger than the limit of " + std::to_string(limit) + " bytes", "body");
+  if (r->overloaded) return overloaded(c, r);
   const char* encoding = header(c, MHD_HTTP_HEADER_CONTENT_ENCODING);
-  bool compressed = encoding && (strcasecmp(encoding, "gzip") == 0 || strcasecmp(encoding, "deflate") == 0);
-  if (encoding && !compressed && strcasecmp(encoding, "identity") != 0)
-    return respond(c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                   error_response("must be gzip, deflate or identity", "Content-Encoding"), r->origin);
+  bool compressed = encoding && strcasecmp(encoding, "identity") != 0;
   try {
     std::string inflated;
     if (compressed) inflated = inflate_body(r->raw, limit);
@@ -312,45 +679,36 @@ int HttpServer::ingest(MHD_Connection* c, PendingRequest* r, std::optional<Messa
     opts.client_ip = peer_address(c, header(c, "X-Forwarded-For"));
     r->payload = parse_payload(compressed ? inflated : r->raw, opts);
   } catch (const Error& e) {
-    return respond(c, status_for(e.kind()), error_response(e.what(), e.field()), r->origin);
+    return respond(c, r, status_for(e.kind()), error_response(e.what(), e.field()));
   }
-  char* password = nullptr;
-  if (char* user = MHD_basic_auth_get_username_password(c, &password)) {
-    r->write_key = user;
-    MHD_free(user);
+  if (r->keyless) {
+    r->write_key = r->payload.write_key;
+    if (r->write_key.empty())
+      return refuse(c, r, MHD_HTTP_UNAUTHORIZED,
+                    "a write key is required (HTTP Basic user name, or writeKey in the body)",
+                    "writeKey");
+    r->source_id = write_keys()->find(r->write_key);  // -1: the committer looks again
   }
-  if (password) MHD_free(password);
-  if (r->write_key.empty()) r->write_key = r->payload.write_key;
-  if (r->write_key.empty())
-    return respond(c, MHD_HTTP_UNAUTHORIZED,
-                   error_response("a write key is required (HTTP Basic user name, or writeKey in the body)",
-                                  "writeKey"),
-                   r->origin);
-  buffered_bytes_ -= r->raw.size();
-  metrics_->buffered_bytes -= static_cast<int64_t>(r->raw.size());
-  std::string().swap(r->raw);  // the payload holds what is needed now
+  release(r);  // the payload holds what is needed now
 
   size_t n = r->payload.messages.size();
-  if (queued_messages_ + n > config_.max_queue_messages)
-    return respond(c, MHD_HTTP_SERVICE_UNAVAILABLE, error_response("overloaded, retry later"),
-                   r->origin, "application/json", "1");
+  if (queued_messages_ + n > config_.max_queue_messages) return overloaded(c, r);
   metrics_->observe_batch(n);
   // Suspend before queueing: the committer may resume the connection at once.
-  r->finished = false;
   r->connection = c;
   r->queued_at = std::chrono::steady_clock::now();
+  bool queued = false;
   {
     std::lock_guard lock(mutex_);
-    if (closing_) {
-      r->finished = true;
-      return respond(c, MHD_HTTP_SERVICE_UNAVAILABLE, error_response("shutting down, retry later"),
-                     r->origin, "application/json", "1");
+    if (!closing_) {
+      MHD_suspend_connection(c);
+      queue_.push_back(r);
+      queued_messages_ += n;  // under the lock, so take() never subtracts first
+      metrics_->queue_messages += static_cast<int64_t>(n);
+      queued = true;
     }
-    MHD_suspend_connection(c);
-    queue_.push_back(r);
-    queued_messages_ += n;  // under the lock, so take() never subtracts first
-    metrics_->queue_messages += static_cast<int64_t>(n);
   }
+  if (!queued) return overloaded(c, r, "shutting down, retry later");
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = write(wake_fd_, &one, sizeof one);
   return MHD_YES;

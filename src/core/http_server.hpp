@@ -3,15 +3,26 @@
 // committer thread (the background worker's main thread) drains: it takes
 // validated requests, commits them together, and hands back the answers. A
 // request's connection stays suspended until then, so a 200 means committed.
+//
+// Abuse bounds (docs/http-api.md#backpressure-and-timeouts): a connection cap
+// below the file descriptor limit, answered 503 past it; a deadline for each
+// request to arrive whole, kept by a watchdog thread (libmicrohttpd's own idle
+// timeout restarts on every byte); a Basic-auth write key checked against the
+// committer's snapshot of keys before any body is read; a bounded share of the
+// body buffer for requests whose key is only in the body.
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/http_metrics.hpp"
@@ -28,6 +39,10 @@ struct HttpConfig {
   unsigned threads = 2;               // request threads (parse and validate)
   unsigned max_connections = 1024;    // more are refused
   unsigned idle_timeout_s = 30;       // idle keep-alive and slow clients are cut
+  unsigned request_timeout_s = 10;    // a request line, headers and body must all arrive by then
+  size_t max_url_bytes = 8192;        // longer: 414
+  size_t max_header_bytes = 16384;    // request line and headers; more: 431
+  unsigned keyless_buffer_percent = 25;  // of max_buffered_bytes, for bodies without a Basic key
   size_t max_queue_messages = 50000;  // validated, waiting for commit; past it: 503
   size_t max_buffered_bytes = size_t(256) << 20;  // request bodies in memory; past it: 503
   Limits limits;
@@ -39,10 +54,36 @@ struct HttpDynamicConfig {
   std::vector<std::string> trusted_proxies;
 };
 
+// The write keys the committer last read from cdp.sources: the SHA-256 of
+// each active key and its source id. Published to the request threads, which
+// cannot query Postgres, so that they refuse an unknown key before its body.
+struct WriteKeys {
+  std::unordered_map<std::string, int> sources;  // raw 32-byte digest -> source id
+  std::chrono::steady_clock::time_point loaded_at{};
+  int find(std::string_view key) const;  // source id, or -1 if unknown or revoked
+};
+std::string key_digest(std::string_view key);  // SHA-256, raw bytes
+
+// How many connections fit in the process's file descriptors. The soft
+// RLIMIT_NOFILE is raised toward the hard limit as far as the connections
+// need; the connection cap stays `headroom` descriptors below it for
+// Postgres's own files, the listening socket and the threads' event fds.
+struct DescriptorPlan {
+  uint64_t soft_limit = 0;     // to set (unchanged when it already suffices)
+  unsigned connections = 0;    // the cap actually used (<= wanted)
+  unsigned reserve = 0;        // extra slots libmicrohttpd keeps to answer refusals
+};
+DescriptorPlan plan_descriptors(uint64_t soft, uint64_t hard, uint64_t open_now, unsigned wanted);
+constexpr unsigned kDescriptorHeadroom = 256;
+
+struct ConnectionState;
+
 // A validated request waiting for its commit.
 struct PendingRequest {
   Payload payload;
   std::string write_key;
+  int source_id = -1;      // from the key snapshot when the request was read; -1: unknown
+  std::chrono::steady_clock::time_point arrived;  // headers in
   Micros received_at = 0;
   std::chrono::steady_clock::time_point queued_at;
   // For the committer to fill before complete():
@@ -51,8 +92,16 @@ struct PendingRequest {
   std::string retry_after;  // seconds, for 503
   // Internal to the server.
   MHD_Connection* connection = nullptr;
+  ConnectionState* conn = nullptr;
+  std::optional<MessageType> implied;
   std::string origin;
   std::string raw;
+  size_t charged = 0;        // bytes counted against the buffer budget
+  bool waited_for_keys = false;  // the key was looked up again in a newer snapshot
+  bool started = false;      // the headers have been checked
+  bool awaiting_keys = false;  // suspended until the next key snapshot
+  bool keyless = false;      // no Basic user name: the key, if any, is in the body
+  bool answered = false;     // a response of ours was queued (else MHD's own error)
   bool too_large = false;
   bool overloaded = false;
   bool finished = false;
@@ -80,6 +129,20 @@ class HttpServer {
   void set_healthy(bool healthy) { healthy_ = healthy; }
   bool healthy() const { return healthy_; }
 
+  // The committer publishes the keys it read; requests that waited for a newer
+  // snapshot (their key was unknown) are then decided. Call once before start().
+  void set_write_keys(std::shared_ptr<const WriteKeys> keys);
+  std::shared_ptr<const WriteKeys> write_keys() const;
+  // Whether a request waits for a newer key snapshot (the committer should read one).
+  bool keys_wanted() const { return key_waiters_ > 0; }
+
+  // After start(): the port listened on (config port 0 picks a free one).
+  uint16_t port() const;
+  // After start(): the connection cap in use and the descriptor limit set.
+  const DescriptorPlan& descriptors() const { return plan_; }
+  // Why /health would say overloaded now, or "" when it would not.
+  std::string overload_reason() const;
+
   // Readable (an eventfd) while requests wait; the committer polls it.
   int wake_fd() const { return wake_fd_; }
   void clear_wake();
@@ -91,15 +154,27 @@ class HttpServer {
   size_t waiting() const;
 
   // Internal, called from libmicrohttpd's threads.
-  int handle(MHD_Connection* c, const char* url, const char* method, const char* upload,
-             size_t* upload_size, void** state);
-  void request_done(PendingRequest* r);
-  void connection_event(bool opened);
+  int handle(MHD_Connection* c, const char* url, const char* method, const char* version,
+             const char* upload, size_t* upload_size, void** state);
+  PendingRequest* request_started(MHD_Connection* c);
+  void request_done(MHD_Connection* c, PendingRequest* r);
+  void connection_opened(MHD_Connection* c, void** socket_context);
+  void connection_closed(void** socket_context);
 
  private:
-  int respond(MHD_Connection* c, int status, const std::string& body, const std::string& origin,
+  int respond(MHD_Connection* c, PendingRequest* r, int status, const std::string& body,
               const char* content_type = "application/json", const char* retry_after = nullptr);
+  int refuse(MHD_Connection* c, PendingRequest* r, int status, std::string_view error,
+             std::string_view field = {});
+  int overloaded(MHD_Connection* c, PendingRequest* r, const char* why = "overloaded, retry later");
+  int begin(MHD_Connection* c, PendingRequest* r, const char* url, const char* method,
+            const char* version);
+  int admit(MHD_Connection* c, PendingRequest* r);
   int ingest(MHD_Connection* c, PendingRequest* r, std::optional<MessageType> implied);
+  bool charge(PendingRequest* r, size_t bytes);
+  void release(PendingRequest* r);
+  void resume_key_waiters();
+  void watch();
   std::string peer_address(MHD_Connection* c, const char* forwarded_for);
 
   HttpConfig config_;
@@ -115,6 +190,21 @@ class HttpServer {
   std::shared_ptr<const HttpDynamicConfig> dynamic_;
   std::atomic<size_t> queued_messages_{0};
   std::atomic<size_t> buffered_bytes_{0};
+  std::atomic<size_t> keyless_bytes_{0};  // part of buffered_bytes_
+  size_t keyless_budget_ = 0;
+
+  std::shared_ptr<const WriteKeys> keys_;     // guarded by mutex_
+  std::vector<PendingRequest*> key_waiters_list_;  // guarded by mutex_
+  std::atomic<size_t> key_waiters_{0};
+
+  DescriptorPlan plan_;
+  std::atomic<unsigned> open_{0};  // this server's connections (metrics_ sums every worker's)
+  mutable std::mutex conns_mutex_;  // guards conns_; held while the watchdog shuts a socket
+  ConnectionState* conns_ = nullptr;  // intrusive list
+  std::thread watchdog_;
+  std::mutex watchdog_mutex_;
+  std::condition_variable watchdog_wake_;
+  bool watchdog_stop_ = false;  // guarded by watchdog_mutex_
 };
 
 }  // namespace cdp

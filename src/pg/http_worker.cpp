@@ -9,11 +9,11 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
-#include <unordered_map>
 
 #include "core/http_protocol.hpp"
 #include "core/http_server.hpp"
 #include "pg/guard.hpp"
+#include "pg/spi.hpp"
 #include "pg/store.hpp"
 #include "pg/worker.hpp"
 
@@ -52,6 +52,7 @@ int http_workers = 1;
 int http_threads = 2;
 int http_max_connections = 1024;
 int http_idle_timeout = 30;
+int http_request_timeout = 10;
 int http_max_queue_messages = 50000;
 int http_max_buffer_mb = 256;
 int http_commit_max_messages = 5000;
@@ -102,6 +103,7 @@ HttpConfig static_config() {
   c.threads = http_threads;
   c.max_connections = http_max_connections;
   c.idle_timeout_s = http_idle_timeout;
+  c.request_timeout_s = http_request_timeout;
   c.max_queue_messages = http_max_queue_messages;
   c.max_buffered_bytes = static_cast<size_t>(http_max_buffer_mb) << 20;
   return c;
@@ -114,34 +116,51 @@ HttpDynamicConfig dynamic_config() {
   return c;
 }
 
-// Write keys seen recently, each re-checked against cdp.sources after a second,
-// so a revoked key stops working within a second without a query per request.
-class KeyCache {
- public:
-  // The source id, or -1 when the key is unknown or revoked. Inside a transaction.
-  int lookup(const std::string& key) {
-    auto now = std::chrono::steady_clock::now();
-    auto it = keys_.find(key);
-    if (it != keys_.end() && now - it->second.checked < std::chrono::seconds(1)) return it->second.source;
-    if (keys_.size() > 10000) keys_.clear();  // bounded, whatever keys clients invent
-    int source = -1;
-    try {
-      source = source_for_key(key.c_str());
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::Unauthorized) throw;
-    }
-    keys_[key] = {source, now};
-    return source;
-  }
+// The write keys, read from cdp.sources by this (main) thread and published
+// to the request threads, which refuse an unknown Basic key before its body.
+// Re-read when older than a second (so a revoked key stops working within a
+// second), when a request thread waits for a key it does not know (one made
+// since), and at commit for a request that arrived after the last read.
+std::shared_ptr<const WriteKeys> keys;
+constexpr auto kKeysMaxAge = std::chrono::seconds(1);
 
- private:
-  struct Entry {
-    int source;
-    std::chrono::steady_clock::time_point checked;
-  };
-  std::unordered_map<std::string, Entry> keys_;
-};
-KeyCache* key_cache = nullptr;
+// Inside a transaction.
+void load_keys() {
+  auto next = std::make_shared<WriteKeys>();
+  next->loaded_at = std::chrono::steady_clock::now();
+  call([&] {
+    uint64 n = spi::exec(
+        "select id, write_key_hash from cdp.sources where revoked_at is null and write_key_hash is not null",
+        SPI_OK_SELECT);
+    for (uint64 row = 0; row < n; row++) next->sources.emplace(spi::get_text(row, 2), spi::get_int4(row, 1));
+  });
+  keys = next;
+  server->set_write_keys(keys);
+}
+
+bool keys_stale() { return !keys || std::chrono::steady_clock::now() - keys->loaded_at > kKeysMaxAge; }
+
+// In its own transaction, between commits.
+void refresh_keys() {
+  try {
+    worker::begin("cdp http: reading write keys");
+    if (worker::extension_installed()) load_keys();
+    worker::commit();
+  } catch (const std::exception& e) {
+    worker::abort("cdp http: reading write keys", e.what());
+  }
+}
+
+// The source a request writes as, or -1. Inside a transaction.
+int source_of(const PendingRequest* r, bool& reloaded) {
+  int source = keys->find(r->write_key);
+  if (source < 0 && !reloaded && keys->loaded_at < r->arrived) {
+    load_keys();  // the key may have been made after the last read
+    reloaded = true;
+    source = keys->find(r->write_key);
+  }
+  return source;
+}
 
 void answer(PendingRequest* r, int status, std::string body, const char* retry_after = nullptr) {
   r->http_status = status;
@@ -159,9 +178,11 @@ bool write_group(const std::vector<PendingRequest*>& group, std::string& failure
     // writes cdp.events or the ledger directly, and this code, like cdp.ingest,
     // sets every id, txid, time and ledger row itself.
     worker::begin("cdp http: committing events");
+    bool reloaded = keys_stale() || server->keys_wanted();
+    if (reloaded) load_keys();
     Micros latest = 0;
     for (PendingRequest* r : group) {
-      int source = key_cache->lookup(r->write_key);
+      int source = source_of(r, reloaded);
       if (source < 0) {
         answer(r, 401, error_response("is unknown or revoked", "writeKey"));
         continue;
@@ -258,6 +279,7 @@ void shut_down() {
   server->quiesce();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   while (std::chrono::steady_clock::now() < deadline) {
+    if (server->keys_wanted()) refresh_keys();
     drain(http_commit_max_messages);
     pg_usleep(20000);
     if (server->waiting() == 0) break;
@@ -279,9 +301,9 @@ void worker_main(int index) {
   }
   // A messageId held by an open transaction elsewhere must not stall every request.
   SetConfigOption("lock_timeout", "1000", PGC_SUSET, PGC_S_OVERRIDE);
-  key_cache = new KeyCache();
   server = new HttpServer(static_config(), metrics, [] { return from_pg(GetCurrentTimestamp()); });
   server->set_dynamic(dynamic_config());
+  refresh_keys();
   before_shmem_exit(stop_server, 0);
   char failure[512] = "";
   try {
@@ -292,6 +314,12 @@ void worker_main(int index) {
   if (failure[0]) ereport(ERROR, (errmsg("cdp http: %s", failure)));
   server->set_healthy(true);
   ereport(LOG, (errmsg("cdp http: listening on %s (worker %d)", http_listen, index)));
+  const DescriptorPlan& fds = server->descriptors();
+  if (fds.connections < static_cast<unsigned>(http_max_connections))
+    ereport(WARNING, (errmsg("cdp http: at most %u connections, not cdp.http_max_connections = %d: "
+                             "the file descriptor limit is %llu",
+                             fds.connections, http_max_connections,
+                             static_cast<unsigned long long>(fds.soft_limit))));
 
   WaitEventSet* events = CreateWaitEventSet(TopMemoryContext, 3);
   AddWaitEventToSet(events, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
@@ -299,6 +327,7 @@ void worker_main(int index) {
   AddWaitEventToSet(events, WL_SOCKET_READABLE, server->wake_fd(), nullptr, nullptr);
   while (wait_for_work(events, 1000)) {
     server->clear_wake();
+    if (server->keys_wanted() || keys_stale()) refresh_keys();
     drain(http_commit_max_messages);
     if (!server->healthy()) server->set_healthy(extension_ready());  // recover without traffic
   }
@@ -327,6 +356,11 @@ void define_http_gucs() {
   DefineCustomIntVariable("cdp.http_idle_timeout", "Seconds before an idle or slow connection is closed.",
                           nullptr, &http_idle_timeout, 30, 1, 3600, PGC_POSTMASTER, GUC_UNIT_S,
                           nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.http_request_timeout",
+                          "Seconds a request may take to arrive whole, from its first line.",
+                          "Slower requests are cut, however steadily their bytes trickle in.",
+                          &http_request_timeout, 10, 1, 3600, PGC_POSTMASTER, GUC_UNIT_S, nullptr,
+                          nullptr, nullptr);
   DefineCustomIntVariable("cdp.http_max_queue_messages",
                           "Validated messages that may wait for commit; past it requests get 503.",
                           nullptr, &http_max_queue_messages, 50000, 100, 10000000, PGC_POSTMASTER, 0,
