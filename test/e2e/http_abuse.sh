@@ -146,13 +146,12 @@ check_eq "unknown key, body not sent: 401 at once" "$(jget "$r" status)" 401
 
 ###############################################################################
 section "the worker writes with its own rights (cdp_ingest has no direct INSERT)"
-sql "revoke insert on cdp.events, cdp.message_ids from cdp_ingest" >/dev/null
-E2E_CLEANUP+=("sql 'grant insert on cdp.events, cdp.message_ids to cdp_ingest' >/dev/null")
+check_eq "cdp_ingest may not insert into cdp.events or cdp.message_ids" \
+  "$(sql "select has_table_privilege('cdp_ingest', 'cdp.events', 'insert') or has_table_privilege('cdp_ingest', 'cdp.message_ids', 'insert')")" f
 http POST /v1/track -u "$KEY:" -H 'Content-Type: application/json' \
   --data-binary '{"userId":"u","event":"Own rights","messageId":"'"$RUN_ID"'-own"}'
-check_eq "POST with cdp_ingest's INSERT revoked: 200" "$STATUS" 200
+check_eq "POST: 200" "$STATUS" 200
 check_eq "stored" "$(sql "select count(*) from cdp.events where source_id = $SRC_ID and message_id = '$RUN_ID-own'")" 1
-sql "grant insert on cdp.events, cdp.message_ids to cdp_ingest" >/dev/null
 
 ###############################################################################
 section "framing a proxy could read differently"
