@@ -55,8 +55,8 @@ init_cluster() {
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres: "$dir"
   as_cluster_user "$PG_BIN/initdb" -D "$dir/data" -U "$(cluster_user)" --auth=trust \
-    --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-  cat >>"$dir/data/postgresql.conf" <<EOF
+    --encoding=UTF8 --locale=C.UTF-8 >/dev/null || return 1
+  cat >>"$dir/data/postgresql.conf" <<EOF || return 1
 port = $port
 listen_addresses = ''
 unix_socket_directories = '$dir'
@@ -174,8 +174,11 @@ ASAN_EXCLUDE='^core_has_no_postgres_includes$'
 
 build_sanitized() {
   log "building the sanitized core, unit tests and fuzzers ($SAN_BUILD/)"
-  cmake -S "$ROOT" -B "$ROOT/$SAN_BUILD" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCDP_FUZZ=ON -DCDP_WERROR=OFF >/dev/null || return 1
+  # -O1 with line tables only: a third less compile time than RelWithDebInfo,
+  # stack traces still name file and line. No NDEBUG, so assert() and
+  # RapidJSON's own assertions are checked too. Warnings are build/'s job (gcc).
+  cmake -S "$ROOT" -B "$ROOT/$SAN_BUILD" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None \
+    -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" -DCDP_FUZZ=ON -DCDP_WERROR=OFF >/dev/null || return 1
   cmake --build "$ROOT/$SAN_BUILD" -j"$(nproc)" --target cdp_unit_tests fuzzers >/dev/null || return 1
 }
 
