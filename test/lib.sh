@@ -7,6 +7,7 @@ DEB_PACKAGES=(
   postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
   libpq-dev rapidjson-dev libcurl4-openssl-dev zlib1g-dev libmicrohttpd-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev wrk
+  clang
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -54,8 +55,8 @@ init_cluster() {
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres: "$dir"
   as_cluster_user "$PG_BIN/initdb" -D "$dir/data" -U "$(cluster_user)" --auth=trust \
-    --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-  cat >>"$dir/data/postgresql.conf" <<EOF
+    --encoding=UTF8 --locale=C.UTF-8 >/dev/null || return 1
+  cat >>"$dir/data/postgresql.conf" <<EOF || return 1
 port = $port
 listen_addresses = ''
 unix_socket_directories = '$dir'
@@ -140,14 +141,115 @@ tally() { # tally SUITE PASSED FAILED
   log "$1: $2 passed, $3 failed"
 }
 
-run_unit_tests() {
-  local out
-  out=$(ctest --test-dir "$ROOT/build" --output-on-failure -j"$(nproc)" 2>&1) || true
-  printf '%s\n' "$out" | grep -E 'tests passed|Failed|\*\*\*' | tail -20 >&2
-  local total failed
-  total=$(printf '%s\n' "$out" | sed -nE 's/.*tests passed, ([0-9]+) tests failed out of ([0-9]+).*/\2/p')
-  failed=$(printf '%s\n' "$out" | sed -nE 's/.*tests passed, ([0-9]+) tests failed out of ([0-9]+).*/\1/p')
-  if [ -z "$total" ]; then tally unit 0 1; else tally unit $((total - failed)) "$failed"; fi
+# ctest_suite SUITE BUILD_DIR [CTEST_ARGS...]: runs ctest in BUILD_DIR and
+# tallies its "N% tests passed, N tests failed out of N" line; no such line
+# (ctest could not run, or found no test) counts as one failure.
+ctest_suite() {
+  local suite=$1 build=$2 out line failed total
+  shift 2
+  out=$(ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "$@" 2>&1) || true
+  printf '%s\n' "$out" | grep -E 'tests passed|Failed|\*\*\*|runtime error|ERROR: AddressSanitizer' | tail -20 >&2 || true
+  line=$(printf '%s\n' "$out" | sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' | tail -1)
+  if [ -z "$line" ]; then
+    printf '%s\n' "$out" | tail -20 >&2
+    tally "$suite" 0 1
+    return 0
+  fi
+  read -r failed total <<<"$line"
+  tally "$suite" $((total - failed)) "$failed"
+}
+
+run_unit_tests() { ctest_suite unit "$ROOT/build"; }
+
+# ---------------------------------------------------------------------------
+# The sanitized build: the core, its unit tests and the fuzzers compiled by
+# clang with AddressSanitizer, UndefinedBehaviorSanitizer and libFuzzer's
+# coverage (CMake option CDP_FUZZ) into build-asan/. No cluster needed.
+# ---------------------------------------------------------------------------
+SAN_BUILD=build-asan
+FUZZ_TARGETS=(payload segments delivery http gzip)
+# Unit tests not run under ASan (a ctest -E regex), each with its reason:
+# - core_has_no_postgres_includes: a source check, already counted in `unit`.
+ASAN_EXCLUDE='^core_has_no_postgres_includes$'
+
+build_sanitized() {
+  log "building the sanitized core, unit tests and fuzzers ($SAN_BUILD/)"
+  # -O1 with line tables only: a third less compile time than RelWithDebInfo,
+  # stack traces still name file and line. No NDEBUG, so assert() and
+  # RapidJSON's own assertions are checked too. Warnings are build/'s job (gcc).
+  cmake -S "$ROOT" -B "$ROOT/$SAN_BUILD" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None \
+    -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" -DCDP_FUZZ=ON -DCDP_WERROR=OFF >/dev/null || return 1
+  cmake --build "$ROOT/$SAN_BUILD" -j"$(nproc)" --target cdp_unit_tests fuzzers >/dev/null || return 1
+}
+
+# The sanitizers' settings, for the fuzzers (ctest sets the same for the unit tests).
+sanitizer_env() {
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$ROOT/test/sanitize/ubsan.supp"
+  export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1"
+}
+
+# fuzz_one NAME SECONDS WORK: runs NAME_fuzz for SECONDS from its seed corpus
+# (test/fuzz/NAME_corpus, read only; new inputs go to WORK/NAME) with its
+# dictionary, if any. Leaves the output in WORK/NAME.log, the exit status in
+# WORK/NAME.rc and a crashing input as WORK/NAME-crash-*.
+fuzz_one() {
+  local name=$1 secs=$2 work=$3 rc=0
+  local args=(-max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1
+    -artifact_prefix="$work/$name-")
+  [ -f "$ROOT/test/fuzz/$name.dict" ] && args+=(-dict="$ROOT/test/fuzz/$name.dict")
+  mkdir -p "$work/$name"
+  "$ROOT/$SAN_BUILD/${name}_fuzz" "${args[@]}" "$work/$name" "$ROOT/test/fuzz/${name}_corpus" \
+    >"$work/$name.log" 2>&1 || rc=$?
+  echo "$rc" >"$work/$name.rc"
+}
+
+# One case per fuzzer: passed when it ran its time (CDP_FUZZ_SECONDS, 60 by
+# default) without a crash, a leak, a timeout or a broken invariant. Runs as
+# many at once as there are cores.
+run_fuzz_tests() {
+  local secs=${CDP_FUZZ_SECONDS:-60} work="$ROOT/$SAN_BUILD/fuzz-run" ok=0 bad=0 name rc
+  rm -rf "$work" && mkdir -p "$work"
+  sanitizer_env
+  log "fuzz: ${FUZZ_TARGETS[*]}, ${secs} s each, $(nproc) at a time"
+  for name in "${FUZZ_TARGETS[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n || true; done
+    fuzz_one "$name" "$secs" "$work" &
+  done
+  wait || true
+  for name in "${FUZZ_TARGETS[@]}"; do
+    rc=$(cat "$work/$name.rc" 2>/dev/null || echo missing)
+    if [ "$rc" = 0 ] && grep -qE '^Done [0-9]+ runs' "$work/$name.log"; then
+      ok=$((ok + 1))
+      log "fuzz $name: $(fuzz_stats "$work/$name.log")"
+    else
+      bad=$((bad + 1))
+      FAILURES+=("fuzz $name")
+      log "fuzz $name FAILED (exit $rc); input: $(ls "$work/$name"-* 2>/dev/null | tr '\n' ' ')"
+      grep -vE '^(#[0-9]+|	NEW_FUNC)' "$work/$name.log" | tail -40 >&2 || true
+    fi
+  done
+  tally fuzz "$ok" "$bad"
+}
+
+# "N runs, N exec/s, cov N, N new inputs" from a libFuzzer log.
+fuzz_stats() {
+  local log=$1 runs eps cov units
+  runs=$(sed -nE 's/^stat::number_of_executed_units:[[:space:]]+([0-9]+).*/\1/p' "$log" | tail -1)
+  eps=$(sed -nE 's/^stat::average_exec_per_sec:[[:space:]]+([0-9]+).*/\1/p' "$log" | tail -1)
+  cov=$(sed -nE 's/^#[0-9]+[[:space:]]+DONE[[:space:]]+cov: ([0-9]+).*/\1/p' "$log" | tail -1)
+  units=$(sed -nE 's/^stat::new_units_added:[[:space:]]+([0-9]+).*/\1/p' "$log" | tail -1)
+  echo "${runs:-?} runs, ${eps:-?} exec/s, cov ${cov:-?}, ${units:-?} new inputs"
+}
+
+run_sanitized_tests() {
+  if ! build_sanitized; then
+    log "the sanitized build failed"
+    tally unit-asan 0 1
+    tally fuzz 0 1
+    return 0
+  fi
+  ctest_suite unit-asan "$ROOT/$SAN_BUILD" -E "$ASAN_EXCLUDE"
+  run_fuzz_tests
 }
 
 run_regress_tests() {
@@ -164,7 +266,10 @@ run_regress_tests() {
 
 run_pgtap_tests() {
   local dir=$1 out rc=0
-  cluster_psql "$dir" postgres -c "drop database if exists cdp_tap" -c "create database cdp_tap"
+  if ! cluster_psql "$dir" postgres -c "drop database if exists cdp_tap" -c "create database cdp_tap"; then
+    tally pgTAP 0 1
+    return 0
+  fi
   out=$(pg_prove -h "$dir" -p "$(cat "$dir/port")" -U "$(cluster_user)" -d cdp_tap "$ROOT"/test/pgtap/*.sql 2>&1) || rc=$?
   printf '%s\n' "$out" | tail -15 >&2
   local total failed
@@ -189,21 +294,33 @@ run_e2e_tests() {
   tally e2e "$ok" "$bad"
 }
 
-run_all_tests() {
-  local dir
-  dir=$(mktemp -d /tmp/cdp-test.XXXXXX)
-  chmod 755 "$dir"
-  trap 'stop_cluster "'"$dir"'"; rm -rf "'"$dir"'"' EXIT
-  init_cluster "$dir" "$(free_port 56432)" "$(free_port 18765)"
+# A throwaway cluster in DIR, started, with database cdp. Explicit returns:
+# callers test this function, which switches off set -e inside it.
+setup_test_cluster() {
+  local dir=$1
+  chmod 755 "$dir" || return 1
+  init_cluster "$dir" "$(free_port 56432)" "$(free_port 18765)" || return 1
   # The suites move a settable clock through old dates; retention is tested by
   # calling cdp.run_retention() at chosen times, not by the worker's own tick.
-  echo "cdp.retention_enabled = off" | as_cluster_user tee -a "$dir/data/postgresql.conf" >/dev/null
-  start_cluster "$dir"
-  cluster_psql "$dir" postgres -c "create database cdp"
+  echo "cdp.retention_enabled = off" | as_cluster_user tee -a "$dir/data/postgresql.conf" >/dev/null || return 1
+  start_cluster "$dir" || return 1
+  cluster_psql "$dir" postgres -c "create database cdp" || return 1
+}
+
+run_all_tests() {
   run_unit_tests
-  run_regress_tests "$dir"
-  run_pgtap_tests "$dir"
-  run_e2e_tests "$dir"
+  run_sanitized_tests
+  local dir
+  dir=$(mktemp -d /tmp/cdp-test.XXXXXX)
+  trap 'stop_cluster "'"$dir"'"; rm -rf "'"$dir"'"' EXIT
+  if setup_test_cluster "$dir"; then
+    run_regress_tests "$dir"
+    run_pgtap_tests "$dir"
+    run_e2e_tests "$dir"
+  else
+    log "could not set up the test cluster: pg_regress, pgTAP and e2e did not run"
+    tally cluster 0 1
+  fi
   if [ "$FAILED" != 0 ]; then
     log "failures: ${FAILURES[*]}"
     log "server log tail:"

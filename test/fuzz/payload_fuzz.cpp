@@ -3,18 +3,9 @@
 // and only UTF-8 in any text, a messageId on every event, times that format
 // and parse back to the same instant. Anything else aborts.
 //
-//   CXX=clang++ cmake -B build-fuzz -DCDP_FUZZ=ON -DCDP_WERROR=OFF \
-//     -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=pointer-overflow \
-//                        -fno-sanitize-recover=undefined"
-//   cmake --build build-fuzz --target payload_fuzz
-//   mkdir -p /tmp/corpus && build-fuzz/payload_fuzz -max_total_time=60 \
-//     -dict=test/fuzz/payload.dict /tmp/corpus test/fuzz/payload_corpus
-//
-// The CMAKE_CXX_FLAGS matter: they instrument cdp_core too. Without them only
-// this file is instrumented, so libFuzzer sees no coverage inside the parser
-// (cov ~110 instead of ~1,460) and AddressSanitizer does not check the core.
-// pointer-overflow is left out for RapidJSON's internal::Stack, which adds 0
-// to a null pointer before its first allocation (harmless).
+// Build and run: docs/testing.md, "Fuzzing" (CMake option CDP_FUZZ, which
+// also instruments the core: without that libFuzzer sees no coverage inside
+// the parser and AddressSanitizer does not check it).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
