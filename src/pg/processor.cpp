@@ -283,6 +283,7 @@ namespace {
 struct FirstEvent {
   std::string txid;
   int64_t id = 0;
+  size_t batch = 0;  // events the batch read
 };
 FirstEvent batch_first;
 
@@ -310,7 +311,7 @@ Batch read_events(int limit, bool from_worker) {
       b.events[r] = event_facts(r, 2);
     }
   });
-  if (!b.events.empty()) batch_first = {b.txids.front(), b.events.front().id};
+  if (!b.events.empty()) batch_first = {b.txids.front(), b.events.front().id, b.events.size()};
   return b;
 }
 
@@ -992,10 +993,14 @@ void forget_procno(int, Datum) {
 
 TimeoutId budget_timeout = MAX_TIMEOUTS;  // registered by the worker
 volatile sig_atomic_t budget_expired = false;
+// It ran out while the worker waited for a lock (someone else's transaction,
+// or cdp.process_pending() holding the processor's advisory lock): no event's fault.
+volatile sig_atomic_t budget_in_lock_wait = false;
 
 // A timeout handler runs in the SIGALRM handler: set flags, wake, nothing more.
 void on_budget_expired() {
   budget_expired = true;
+  budget_in_lock_wait = MyProc != nullptr && MyProc->waitLock != nullptr;
   QueryCancelPending = true;
   InterruptPending = true;
   SetLatch(MyLatch);
@@ -1003,12 +1008,17 @@ void on_budget_expired() {
 
 void start_budget() {
   budget_expired = false;
+  budget_in_lock_wait = false;
   QueryCancelPending = false;  // a cancel left over from the last batch's end
   if (batch_timeout_ms > 0 && budget_timeout != MAX_TIMEOUTS) enable_timeout_after(budget_timeout, batch_timeout_ms);
 }
 
 void stop_budget() {
   if (budget_timeout != MAX_TIMEOUTS) disable_timeout(budget_timeout, false);
+  // Ran out after the last check: the batch is done. A cancel left pending
+  // would raise at the loop's CHECK_FOR_INTERRUPTS, outside any handler, and
+  // end the worker.
+  if (budget_expired) QueryCancelPending = false;
 }
 
 int batch_limit = -1;  // the size of the next batch: batch_size, less after failures
@@ -1021,7 +1031,7 @@ bool event_can_cause(const std::exception& e) {
   auto* pg = dynamic_cast<const PgError*>(&e);
   if (!pg) return true;  // the C++ core: it only sees the events
   int code = pg->edata->sqlerrcode;
-  if (code == ERRCODE_QUERY_CANCELED) return budget_expired;
+  if (code == ERRCODE_QUERY_CANCELED) return budget_expired && !budget_in_lock_wait;
   int cls = ERRCODE_TO_CATEGORY(code);
   return cls == ERRCODE_DATA_EXCEPTION || cls == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION ||
          cls == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
@@ -1061,15 +1071,18 @@ bool run_one_batch() {
     stop_budget();
     bool expired = budget_expired;
     bool attributable = event_can_cause(e);
-    std::string why = expired ? "the batch took longer than cdp.processor_batch_timeout (" +
-                                    std::to_string(batch_timeout_ms) + " ms)"
-                              : std::string(e.what());
+    std::string why = !expired ? std::string(e.what())
+                      : budget_in_lock_wait
+                          ? "the batch waited for a lock longer than cdp.processor_batch_timeout (" +
+                                std::to_string(batch_timeout_ms) + " ms)"
+                          : "the batch took longer than cdp.processor_batch_timeout (" +
+                                std::to_string(batch_timeout_ms) + " ms)";
     worker::abort("cdp processor: batch (will retry)", why);
     budget_expired = false;
     QueryCancelPending = false;
     if (!attributable || batch_first.txid.empty()) return false;  // the system, not an event: pause, retry
-    if (limit > 1) {
-      batch_limit = limit / 2;  // narrow down to the event that fails
+    if (batch_first.batch > 1) {
+      batch_limit = static_cast<int>(batch_first.batch / 2);  // narrow down to the event that fails
       return true;
     }
     bool same = suspect.txid == batch_first.txid && suspect.id == batch_first.id;
