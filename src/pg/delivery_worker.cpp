@@ -264,11 +264,11 @@ void claim(std::vector<Request*>& out) {
       req->created.push_back(r->created);
       req->attempts = std::max(req->attempts, r->attempts);
       rapidjson::Document doc;
-      if ((d.options.drop.empty() && d.options.hash.empty()) || parse_json(doc, r->payload).IsError()) {
+      if ((d.options.drop.empty() && d.options.hash.empty()) || parse_json(doc, r->payload, cdp::Numbers::Exact).IsError()) {
         payloads.push_back(r->payload);  // no PII policy: sent as stored
         continue;
       }
-      cdp::delivery::apply_pii(doc, d.options);
+      cdp::delivery::apply_pii(doc, d.options);  // numbers kept exactly: written back as stored
       payloads.push_back(to_json(doc));
     }
     req->body = cdp::delivery::request_body(payloads, d.options.max_events > 1, now);

@@ -291,9 +291,12 @@ Batch read_events(int limit, bool from_worker) {
   Batch b;
   call([&] {
     spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
-    ensure_processor_state();
-    spi::exec("select paused, cursor_txid::text, cursor_event, pg_snapshot_xmin(pg_current_snapshot())::text"
-              " from cdp.processor_state", SPI_OK_SELECT);
+    const char* state = "select paused, cursor_txid::text, cursor_event, pg_snapshot_xmin(pg_current_snapshot())::text"
+                        " from cdp.processor_state";
+    if (spi::exec(state, SPI_OK_SELECT) == 0) {  // someone deleted the row
+      ensure_processor_state();
+      spi::exec(state, SPI_OK_SELECT);
+    }
     if (from_worker && spi::get_bool(0, 1)) return;
     std::string cursor_txid = spi::get_text(0, 2), xmin = spi::get_text(0, 4);
     int64_t cursor_event = spi::get_int8(0, 3);

@@ -77,7 +77,7 @@ section "batch budget"
 sql "create function public.slow_profile() returns trigger language plpgsql as
   \$\$ begin if new.traits ? 'poison' then perform pg_sleep(3); end if; return new; end \$\$" >/dev/null
 sql "create trigger slow_profile before insert or update on cdp.profiles for each row execute function public.slow_profile()" >/dev/null
-E2E_CLEANUP+=('sql "set client_min_messages = warning; drop trigger if exists slow_profile on cdp.profiles" >/dev/null')
+E2E_CLEANUP+=('sql "set client_min_messages = warning; drop trigger if exists slow_profile on cdp.profiles; drop function if exists public.slow_profile()" >/dev/null')
 set_conf cdp.processor_batch_timeout 1000
 sql "update cdp.processor_state set paused = true" >/dev/null
 sleep 0.5

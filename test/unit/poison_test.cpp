@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "core/computed.hpp"
+#include "core/delivery.hpp"
 #include "core/error.hpp"
 #include "core/identity.hpp"
 #include "core/traits.hpp"
@@ -195,6 +196,17 @@ TEST(PoisonNumbers, BigNumberIdentifierFromTraits) {
   auto ids = r.extract(e);
   ASSERT_EQ(ids.size(), 1u);
   EXPECT_EQ(ids[0].value, "12345678901234567890123");
+}
+
+TEST(PoisonNumbers, PiiPolicyKeepsOtherNumbersAndHashesDigits) {
+  // A destination with a PII policy rewrites the stored payload: its numbers stay as stored.
+  rapidjson::Document d;
+  ASSERT_FALSE(parse_json(d, R"({"traits":{"email":"a@b.com","crm":12345678901234567890123},"n":0.1000000000000000000001})",
+                          Numbers::Exact)
+                   .IsError());
+  delivery::apply_pii(d, delivery::Options::parse(R"({"pii":{"drop":["traits.email"],"hash":["traits.crm"]}})"));
+  EXPECT_EQ(to_json(d), R"({"traits":{"crm":")" + delivery::sha256_hex("12345678901234567890123") +
+                            R"("},"n":0.1000000000000000000001})");
 }
 
 // ------------------------------------------------------------ times
