@@ -134,8 +134,12 @@ struct NumberConverter {
       d = *s == '-' ? -0.0 : 0.0;  // underflow
     else if (!whole(r))
       return too_big = true, false;  // overflow (the reader has checked the syntax)
-    // Exact: an integer past 64 bits keeps every digit, a decimal whatever a double would lose.
-    if (mode == Numbers::Exact && (integer || !round_trips(s, end, d))) return keep_text(s, n);
+    // Exact: an integer past 64 bits keeps every digit, a decimal whatever a double would lose,
+    // as long as Postgres' numeric (and so jsonb) can take the text: no more than
+    // kMaxExactNumber characters, within the double's powers of ten. Past that the double stays.
+    if (mode == Numbers::Exact && n <= kMaxExactNumber && decimal_exponent(s, end) >= -330 &&
+        (integer || !round_trips(s, end, d)))
+      return keep_text(s, n);
     return doc.Double(d);
   }
   bool Null() { return doc.Null(); }

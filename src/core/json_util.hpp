@@ -37,7 +37,11 @@ int json_depth(std::string_view text);
 // to_json and JsonWriter write it back as the number it was. Only for
 // documents whose numbers are stored again: every reader of such a document
 // must ask raw_number() before taking a string for a string.
+// Longer numbers (or smaller than 1e-330) are read as doubles even then:
+// jsonb's numeric refuses more than 16,383 digits after the point, and such a
+// number must not make a whole payload fail to store.
 enum class Numbers { Double, Exact };
+constexpr size_t kMaxExactNumber = 100;
 rapidjson::ParseResult parse_json(rapidjson::Document& doc, std::string_view text,
                                   Numbers numbers = Numbers::Double);
 

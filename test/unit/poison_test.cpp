@@ -157,6 +157,18 @@ TEST(PoisonNumbers, PropertiesAndTraitsAreStoredExactly) {
   EXPECT_NE(m.event->context.find("123456789012345678.25"), std::string::npos) << m.event->context;
 }
 
+TEST(PoisonNumbers, NumbersJsonbCannotHoldStayDoubles) {
+  // jsonb refuses more than 16,383 digits after the point: kept as text, this
+  // would make the whole payload fail to store.
+  std::string long_fraction = "0." + std::string(20000, '3');
+  auto m = one(R"({"type":"track","userId":"u","event":"e","properties":{"a":)" + long_fraction +
+               R"(,"b":1.2345678901234567890e-99999,"c":)" + "1" + std::string(150, '0') + "1}}");
+  ASSERT_TRUE(m.ok()) << m.rejection.reason();
+  EXPECT_LT(m.event->properties.size(), 300u) << m.event->properties;
+  EXPECT_NE(m.event->properties.find("\"a\":0.3333333333333333"), std::string::npos) << m.event->properties;
+  EXPECT_NE(m.event->properties.find("\"b\":0.0"), std::string::npos) << m.event->properties;
+}
+
 TEST(PoisonNumbers, ANumberIsNotTakenForAString) {
   auto m = one(R"({"type":"track","userId":"u","event":12345678901234567890123})");
   ASSERT_FALSE(m.ok());
