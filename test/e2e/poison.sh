@@ -113,6 +113,32 @@ wait_for 20 processed "w-$RUN_ID" && pass "an event held up by a lock is process
 check_eq "and was not quarantined" "$(sql "select count(*) from cdp.quarantine where message_id = 'w-$RUN_ID'")" 0
 check_eq "no backend crashed" "$(crashes)" 0
 
+section "SIGTERM with a delivery hanging"
+# A receiver that accepts and never answers; the destination waits up to 5 minutes.
+HANG_PORT=$(free_port 19900)
+python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $HANG_PORT)); s.listen(64); held = []
+while True: held.append(s.accept()[0])
+" &
+HANG=$!
+E2E_CLEANUP+=('kill "$HANG" 2>/dev/null')
+sql "select cdp.create_destination('hang-$RUN_ID', 'http://127.0.0.1:$HANG_PORT/hook',
+  '{\"subscribe\": {\"events\": true}, \"timeout_ms\": 300000}')" >/dev/null
+sql "select cdp.track('Hang', user_id => 'h-$RUN_ID', message_id => 'h-$RUN_ID')" >/dev/null
+wait_for 20 processed "h-$RUN_ID" || fail "h-$RUN_ID never processed"
+sleep 2  # the request is sent and waits
+delivery_pid=$(sql "select pid from pg_stat_activity where backend_type = 'cdp delivery'")
+t0=$(now_ms)
+sql "select pg_terminate_backend($delivery_pid)" >/dev/null
+delivery_gone() { [ "$(sql "select count(*) from pg_stat_activity where pid = $delivery_pid")" = 0 ]; }
+if wait_for 10 delivery_gone; then pass "the delivery worker left within $(($(now_ms) - t0)) ms of SIGTERM"; else
+  fail "the delivery worker still runs 10 s after SIGTERM"; fi
+check_eq "the delivery is still queued" "$(sql "select count(*) from cdp.deliveries d join cdp.destinations t using (destination_id) where t.name = 'hang-$RUN_ID'")" 1
+sql "select cdp.drop_destination('hang-$RUN_ID')" >/dev/null 2>&1 || sql "delete from cdp.destinations where name = 'hang-$RUN_ID'" >/dev/null
+kill "$HANG" 2>/dev/null
+
 section "destination secrets stay out of the log"
 sql "select cdp.create_destination('leak-$RUN_ID', 'https://example.com/hook',
   '{\"secret\": \"short-SEKRIT\", \"headers\": {\"Authorization\": \"Bearer TOKEN-$RUN_ID\"}}')" >/dev/null 2>&1 &&
