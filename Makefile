@@ -23,7 +23,7 @@ PG_CONFIG ?= pg_config
 CDP_WERROR ?= 1
 PG_CXXFLAGS = -MMD -MP -std=c++20 -fPIC -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register -Isrc $(if $(filter 1,$(CDP_WERROR)),-Werror)
 PG_CPPFLAGS = -Isrc
-SHLIB_LINK = -lstdc++ -lmicrohttpd -lcurl -lz -lcrypto
+SHLIB_LINK = -lstdc++ -lmicrohttpd -lcurl -lz -lcrypto -lre2
 
 override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs)

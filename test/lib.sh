@@ -5,7 +5,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 DEB_PACKAGES=(
   build-essential cmake pkg-config git curl ca-certificates
   postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
-  libpq-dev rapidjson-dev libcurl4-openssl-dev zlib1g-dev libmicrohttpd-dev libssl-dev
+  libpq-dev rapidjson-dev libcurl4-openssl-dev zlib1g-dev libmicrohttpd-dev libssl-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev wrk
   clang
 )

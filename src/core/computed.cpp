@@ -278,7 +278,9 @@ Micros Definition::bucket_start(Micros t) const noexcept {
   return q * bucket;
 }
 
-void fold(const Definition& d, State& s, const EventInput& e) {
+void fold(const Definition& d, State& s, const EventInput& in) {
+  EventInput e = in;
+  e.time = clamp_time(e.time);  // 'infinity' or year 0 from a direct insert: no overflow below
   Bucket& b = bucket_for(d, s, d.bucket_start(e.time));
   const Value* v = d.kind == Kind::Count ? nullptr : segments::find_path(e.properties, d.property);
   switch (d.kind) {
@@ -331,7 +333,8 @@ void expire(const Definition& d, State& s, Micros now) {
 
 std::optional<Micros> next_expiry(const Definition& d, const State& s) {
   if (d.window == 0 || s.buckets.empty()) return std::nullopt;
-  return s.buckets.front().start + d.window;
+  Micros start = clamp_time(s.buckets.front().start);  // as read back: any value
+  return start + d.window;
 }
 
 int64_t count(const Definition& d, const State& s, Micros now) {

@@ -81,7 +81,11 @@ struct Definition {
   bool matches(const EventInput& e) const noexcept;
   Micros bucket_start(Micros t) const noexcept;
   // The state's buckets still count at `now`.
-  bool live(Micros bucket_start, Micros now) const noexcept { return window == 0 || now - bucket_start < window; }
+  // In 128 bits: a state read back from storage may hold any time, and the
+  // difference must not overflow.
+  bool live(Micros bucket_start, Micros now) const noexcept {
+    return window == 0 || static_cast<__int128>(now) - bucket_start < window;
+  }
 };
 
 // The state of one aggregate for one profile: its buckets, oldest first.

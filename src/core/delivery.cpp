@@ -101,7 +101,7 @@ std::string hex(const unsigned char* p, size_t n) {
 }
 
 std::string normalised(const Value& v) {
-  std::string s = v.IsString() ? std::string(view_of(v)) : to_json(v);
+  std::string s = is_string(v) ? std::string(view_of(v)) : to_json(v);  // a number kept as text: its digits
   size_t b = 0, e = s.size();
   while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) b++;
   while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) e--;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <rapidjson/document.h>
+#include <re2/re2.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -14,6 +15,9 @@
 
 namespace cdp {
 namespace {
+
+// Memory one compiled pattern may use (RE2's budget for its automata).
+constexpr int64_t kMaxPatternMemory = 1 << 20;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -58,9 +62,10 @@ struct JsonFields {
   void parse(const EventFacts& e) {
     if (parsed) return;
     parsed = true;
-    if (!e.traits.empty()) traits.Parse<kParseFlags>(e.traits.data(), e.traits.size());
-    if (!e.context.empty()) context.Parse<kParseFlags>(e.context.data(), e.context.size());
-    if (!e.properties.empty()) properties.Parse<kParseFlags>(e.properties.data(), e.properties.size());
+    // Exact numbers: an identifier that is a big number keeps its digits.
+    if (!e.traits.empty()) parse_json(traits, e.traits, Numbers::Exact);
+    if (!e.context.empty()) parse_json(context, e.context, Numbers::Exact);
+    if (!e.properties.empty()) parse_json(properties, e.properties, Numbers::Exact);
   }
 };
 
@@ -85,8 +90,8 @@ std::optional<std::string> path_value(const EventFacts& e, JsonFields& json, std
     path = next == std::string_view::npos ? std::string_view() : path.substr(next + 1);
   }
   if (!v || !path.empty()) return std::nullopt;
+  if (is_number(*v)) return to_json(*v);  // a number kept as text comes back as its digits
   if (v->IsString()) return std::string(v->GetString(), v->GetStringLength());
-  if (v->IsNumber()) return to_json(*v);
   return std::nullopt;
 }
 
@@ -107,12 +112,17 @@ IdentityRules::IdentityRules(std::vector<IdentifierType> types, GuardRails rails
   for (auto& t : types_) {
     patterns_.emplace_back();
     for (auto& p : t.blocked_patterns) {
-      try {
-        patterns_.back().emplace_back(p, std::regex::ECMAScript | std::regex::icase | std::regex::optimize);
-      } catch (const std::regex_error& e) {
+      RE2::Options options;
+      options.set_case_sensitive(false);
+      options.set_log_errors(false);
+      options.set_max_mem(kMaxPatternMemory);
+      auto re = std::make_shared<const RE2>(p, options);
+      if (!re->ok())
         throw Error(ErrorKind::InvalidInput, "blocked_patterns",
-                    "\"" + p + "\" of identifier type " + t.name + " is not a valid regular expression");
-      }
+                    "\"" + p + "\" of identifier type " + t.name +
+                        " is not a valid RE2 regular expression (" + re->error() +
+                        "; back-references and look-arounds are not supported)");
+      patterns_.back().push_back(std::move(re));
     }
     for (auto& v : t.blocked_values) v = lower(v);
   }
@@ -138,7 +148,7 @@ std::optional<std::string> IdentityRules::normalise(int type, std::string_view r
   for (auto& b : t.blocked_values)
     if (b == folded) return std::nullopt;
   for (auto& re : patterns_[type])
-    if (std::regex_match(*v, re)) return std::nullopt;
+    if (RE2::FullMatch(*v, *re)) return std::nullopt;
   return v;
 }
 

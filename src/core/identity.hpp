@@ -10,12 +10,15 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/message.hpp"
+
+namespace re2 {
+class RE2;
+}
 
 namespace cdp {
 
@@ -35,7 +38,7 @@ struct IdentifierType {
   Micros window = 0;                    // the limit counts only those first seen this recently; 0 = ever
   int priority = 100;                   // lower wins: decides which profile an event stays with
   std::vector<std::string> blocked_values;    // compared after normalisation, ignoring case
-  std::vector<std::string> blocked_patterns;  // ECMAScript regular expressions, whole value
+  std::vector<std::string> blocked_patterns;  // RE2 regular expressions, whole value, any case
   std::string default_country_code;     // phones without one get it (e.g. "1")
 };
 
@@ -66,6 +69,8 @@ struct EventFacts {
 class IdentityRules {
  public:
   // Throws cdp::Error(InvalidInput) naming the type and pattern of a bad regex.
+  // Patterns are RE2 (linear time in the value, whatever the pattern: no
+  // catastrophic backtracking), so back-references and look-arounds are refused.
   explicit IdentityRules(std::vector<IdentifierType> types, GuardRails rails = {});
   const std::vector<IdentifierType>& types() const { return types_; }
   const GuardRails& rails() const { return rails_; }
@@ -85,7 +90,7 @@ class IdentityRules {
 
  private:
   std::vector<IdentifierType> types_;
-  std::vector<std::vector<std::regex>> patterns_;
+  std::vector<std::vector<std::shared_ptr<const re2::RE2>>> patterns_;
   GuardRails rails_;
 };
 

@@ -60,15 +60,69 @@ long decimal_exponent(const char* p, const char* end) {
   return e + (minus ? -x : x);
 }
 
+// The significant digits of a JSON number (no leading or trailing zeros) and
+// the power of ten of its last one: equal for two texts of the same value.
+std::pair<std::string, long> decimal_value(const char* p, const char* end) {
+  std::string digits;
+  long point = 0;  // digits before the decimal point
+  bool fraction = false;
+  for (; p < end && *p != 'e' && *p != 'E'; p++) {
+    if (*p == '-') continue;
+    if (*p == '.') {
+      fraction = true;
+      continue;
+    }
+    if (digits.empty() && *p == '0') {
+      if (fraction) point--;
+      continue;
+    }
+    digits += *p;
+    if (!fraction) point++;
+  }
+  long e = 0;
+  bool minus = false;
+  if (p < end) {
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) minus = *p++ == '-';
+    for (; p < end; p++)
+      if (e < 100000) e = e * 10 + (*p - '0');
+  }
+  while (!digits.empty() && digits.back() == '0') digits.pop_back();
+  return {digits, point + (minus ? -e : e) - static_cast<long>(digits.size())};
+}
+
+// Whether the double `d`, written back as JSON, denotes the same decimal value
+// as the text it was read from. Up to 15 significant digits always does (DBL_DIG).
+bool round_trips(const char* s, const char* end, double d) {
+  size_t significant = 0;
+  bool leading = true;
+  for (const char* p = s; p < end && *p != 'e' && *p != 'E'; p++)
+    if (*p >= '0' && *p <= '9' && !(leading && *p == '0')) significant++, leading = false;
+  if (significant <= 15) return true;
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.Double(d);
+  const char* t = buf.GetString();
+  return decimal_value(s, end) == decimal_value(t, t + buf.GetSize());
+}
+
 // Forwards every event to the document, converting numbers on the way.
 struct NumberConverter {
   rapidjson::Document& doc;
+  Numbers mode;
   bool too_big = false;
+
+  bool keep_text(const char* s, rapidjson::SizeType n) {
+    std::string text(1, kRawNumberMark);
+    text.append(s, n);
+    return doc.String(text.data(), static_cast<rapidjson::SizeType>(text.size()), true);
+  }
 
   bool RawNumber(const char* s, rapidjson::SizeType n, bool) {
     const char* end = s + n;
     auto whole = [end](std::from_chars_result r) { return r.ec == std::errc() && r.ptr == end; };
-    if (std::find_if(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end) {
+    bool integer = std::find_if(s, end, [](char c) { return c == '.' || c == 'e' || c == 'E'; }) == end;
+    if (integer) {
       int64_t i;  // rapidjson's own types: Int64 for negatives, Uint64 otherwise,
       uint64_t u;  // a double past 64 bits
       if (*s == '-' && whole(std::from_chars(s, end, i))) return doc.Int64(i);
@@ -80,6 +134,12 @@ struct NumberConverter {
       d = *s == '-' ? -0.0 : 0.0;  // underflow
     else if (!whole(r))
       return too_big = true, false;  // overflow (the reader has checked the syntax)
+    // Exact: an integer past 64 bits keeps every digit, a decimal whatever a double would lose,
+    // as long as Postgres' numeric (and so jsonb) can take the text: no more than
+    // kMaxExactNumber characters, within the double's powers of ten. Past that the double stays.
+    if (mode == Numbers::Exact && n <= kMaxExactNumber && decimal_exponent(s, end) >= -330 &&
+        (integer || !round_trips(s, end, d)))
+      return keep_text(s, n);
     return doc.Double(d);
   }
   bool Null() { return doc.Null(); }
@@ -99,8 +159,8 @@ struct NumberConverter {
 
 }  // namespace
 
-rapidjson::ParseResult parse_json(rapidjson::Document& doc, std::string_view text) {
-  NumberConverter numbers{doc};
+rapidjson::ParseResult parse_json(rapidjson::Document& doc, std::string_view text, Numbers mode) {
+  NumberConverter numbers{doc, mode};
   rapidjson::ParseResult result;
   auto generate = [&](rapidjson::Document&) {
     rapidjson::MemoryStream ms(text.data(), text.size());
@@ -116,7 +176,7 @@ rapidjson::ParseResult parse_json(rapidjson::Document& doc, std::string_view tex
 
 std::string to_json(const rapidjson::Value& v) {
   rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buf);
+  JsonWriter writer(buf);
   v.Accept(writer);
   return std::string(buf.GetString(), buf.GetSize());
 }

@@ -34,6 +34,7 @@ const Value* member(const Value& obj, const char* name) {
 }
 
 std::string number_text(const Value& v) {
+  if (auto raw = raw_number(v)) return std::string(*raw);  // every digit, as sent
   char buf[64];
   if (v.IsInt64()) std::snprintf(buf, sizeof buf, "%" PRId64, v.GetInt64());
   else if (v.IsUint64()) std::snprintf(buf, sizeof buf, "%" PRIu64, v.GetUint64());
@@ -46,7 +47,7 @@ std::string number_text(const Value& v) {
 std::string identifier(const Value& msg, const char* field) {
   const Value* v = member(msg, field);
   if (!v) return {};
-  if (v->IsNumber()) return number_text(*v);
+  if (is_number(*v)) return number_text(*v);
   if (!v->IsString()) throw Broken{field, "must be a string or a number"};
   std::string s(v->GetString(), v->GetStringLength());
   return is_blank(s) ? std::string() : s;
@@ -55,16 +56,17 @@ std::string identifier(const Value& msg, const char* field) {
 std::string optional_string(const Value& msg, const char* field) {
   const Value* v = member(msg, field);
   if (!v) return {};
-  if (!v->IsString()) throw Broken{field, "must be a string"};
+  if (!is_string(*v)) throw Broken{field, "must be a string"};
   return std::string(v->GetString(), v->GetStringLength());
 }
 
 std::optional<Micros> optional_time(const Value& msg, const char* field) {
   const Value* v = member(msg, field);
   if (!v) return std::nullopt;
-  if (!v->IsString()) throw Broken{field, "must be an ISO-8601 date-time string"};
-  auto t = parse_iso8601(std::string_view(v->GetString(), v->GetStringLength()));
-  if (!t) throw Broken{field, "must be an ISO-8601 date-time string"};
+  if (!v->IsString() || raw_number(*v)) throw Broken{field, iso8601_rule(false)};
+  bool out_of_range = false;
+  auto t = parse_iso8601(std::string_view(v->GetString(), v->GetStringLength()), &out_of_range);
+  if (!t) throw Broken{field, iso8601_rule(out_of_range)};
   return t;
 }
 
@@ -79,7 +81,7 @@ std::string merged_json(const Value* own, const Value* inherited) {
   if (!inherited || !inherited->IsObject() || inherited->MemberCount() == 0)
     return own ? to_json(*own) : std::string();
   rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  JsonWriter w(buf);
   w.StartObject();
   if (own)
     for (auto& m : own->GetObject()) {
@@ -103,7 +105,7 @@ std::string context_json(const Value* own, const Value* inherited, const std::st
   bool set_ip = !client_ip.empty() && (direct || !(has(own, "ip") || has(inherited, "ip")));
   if (!set_ip) return merged_json(own, inherited);
   rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  JsonWriter w(buf);
   w.StartObject();
   for (const Value* v : {own, inherited}) {
     if (!v || !v->IsObject()) continue;
@@ -124,7 +126,7 @@ std::string context_json(const Value* own, const Value* inherited, const std::st
 std::string raw_without_key(const Value& msg) {
   if (!msg.IsObject() || !msg.HasMember("writeKey")) return to_json(msg);
   rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  JsonWriter w(buf);
   w.StartObject();
   for (auto& m : msg.GetObject()) {
     if (std::string_view(m.name.GetString(), m.name.GetStringLength()) == "writeKey") continue;
@@ -147,7 +149,7 @@ Event build_event(const Value& msg, const MessageContext& ctx, std::string& mess
   } else {
     const Value* t = member(msg, "type");
     if (!t) throw Broken{"type", "is required (track, identify, page, screen, group or alias)"};
-    auto type = t->IsString() ? parse_message_type({t->GetString(), t->GetStringLength()})
+    auto type = is_string(*t) ? parse_message_type({t->GetString(), t->GetStringLength()})
                               : std::nullopt;
     if (!type) throw Broken{"type", "must be one of track, identify, page, screen, group, alias"};
     e.type = *type;
@@ -161,7 +163,7 @@ Event build_event(const Value& msg, const MessageContext& ctx, std::string& mess
     case MessageType::Track: {
       const Value* ev = member(msg, "event");
       if (!ev) throw Broken{"event", "is required for track"};
-      if (!ev->IsString()) throw Broken{"event", "must be a string"};
+      if (!is_string(*ev)) throw Broken{"event", "must be a string"};
       e.event.assign(ev->GetString(), ev->GetStringLength());
       if (is_blank(e.event)) throw Broken{"event", "is required for track"};
       break;
@@ -206,9 +208,7 @@ Event build_event(const Value& msg, const MessageContext& ctx, std::string& mess
     e.timestamp = ctx.received_at;
   // Years 1 to 9999, like every time parse_iso8601 accepts: an absurd sentAt
   // must not make an instant that cannot be stored or read back.
-  constexpr Micros kEarliest = -62'135'596'800'000'000;  // 0001-01-01T00:00:00Z
-  constexpr Micros kLatest = 253'402'300'799'999'999;    // 9999-12-31T23:59:59.999999Z
-  if (e.timestamp < kEarliest || e.timestamp > kLatest)
+  if (!in_range(e.timestamp))
     throw Broken{"timestamp", "falls outside years 1 to 9999 after clock-skew correction "
                               "(receivedAt - (sentAt - originalTimestamp))"};
 

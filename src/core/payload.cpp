@@ -18,7 +18,7 @@ size_t Payload::accepted() const {
 static std::string take_write_key(const rapidjson::Value& root) {
   auto it = root.FindMember("writeKey");
   if (it == root.MemberEnd() || it->value.IsNull()) return {};
-  if (!it->value.IsString()) throw Error(ErrorKind::InvalidInput, "writeKey", "must be a string");
+  if (!is_string(it->value)) throw Error(ErrorKind::InvalidInput, "writeKey", "must be a string");
   std::string key(it->value.GetString(), it->value.GetStringLength());
   if (key.find('\0') != std::string::npos)  // a C string would end there: "wk\u0000x" is not "wk"
     throw Error(ErrorKind::InvalidInput, "writeKey", "contains a NUL character (\\u0000)");
@@ -46,7 +46,7 @@ Payload parse_payload(std::string_view json, const PayloadOptions& opts) {
     throw Error(ErrorKind::InvalidInput, "payload",
                 "nests objects or arrays deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   rapidjson::Document doc;
-  rapidjson::ParseResult parsed = parse_json(doc, json);
+  rapidjson::ParseResult parsed = parse_json(doc, json, Numbers::Exact);  // stored: every digit kept
   if (parsed.IsError())
     throw Error(ErrorKind::MalformedJson, "payload",
                 std::string("is not valid JSON: ") + rapidjson::GetParseError_En(parsed.Code()) +
@@ -80,10 +80,11 @@ Payload parse_payload(std::string_view json, const PayloadOptions& opts) {
   ctx.batch_integrations = envelope_object(doc, "integrations");
   auto sent = doc.FindMember("sentAt");
   if (sent != doc.MemberEnd() && !sent->value.IsNull()) {
-    auto t = sent->value.IsString()
-                 ? parse_iso8601({sent->value.GetString(), sent->value.GetStringLength()})
+    bool out_of_range = false;
+    auto t = sent->value.IsString() && !raw_number(sent->value)
+                 ? parse_iso8601({sent->value.GetString(), sent->value.GetStringLength()}, &out_of_range)
                  : std::nullopt;
-    if (!t) throw Error(ErrorKind::InvalidInput, "sentAt", "must be an ISO-8601 date-time string");
+    if (!t) throw Error(ErrorKind::InvalidInput, "sentAt", iso8601_rule(out_of_range));
     ctx.batch_sent_at = t;
   }
 

@@ -49,7 +49,8 @@ bool digits(std::string_view s, size_t& pos, int n, int& out) {
 
 }  // namespace
 
-std::optional<Micros> parse_iso8601(std::string_view s) {
+std::optional<Micros> parse_iso8601(std::string_view s, bool* out_of_range) {
+  if (out_of_range) *out_of_range = false;
   size_t pos = 0;
   int year, month, day, hour = 0, minute = 0, second = 0;
   int64_t micros = 0;
@@ -104,7 +105,12 @@ std::optional<Micros> parse_iso8601(std::string_view s) {
   }
   int64_t days = days_from_civil(year, month, day);
   int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-  return secs * 1000000 + micros;
+  Micros t = secs * 1000000 + micros;
+  if (!in_range(t)) {  // an offset moved it past year 9999 or before year 1
+    if (out_of_range) *out_of_range = true;
+    return std::nullopt;
+  }
+  return t;
 }
 
 std::string format_iso8601(Micros t) {

@@ -12,7 +12,7 @@
 namespace cdp {
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+using Writer = JsonWriter;
 
 // (ts, messageId) orders writes the same way whatever order they arrive in.
 bool newer(const TraitValue& a, const TraitValue& b) {
@@ -137,34 +137,51 @@ std::string TraitSet::meta_json() const {
 TraitSet TraitSet::from_json(std::string_view traits, std::string_view meta) {
   TraitSet set;
   rapidjson::Document t, m;
-  if (traits.empty() || t.Parse<kParseFlags>(traits.data(), traits.size()).HasParseError() || !t.IsObject())
-    return set;
-  if (!meta.empty()) m.Parse<kParseFlags>(meta.data(), meta.size());
+  if (traits.empty() || parse_json(t, traits, Numbers::Exact).IsError() || !t.IsObject()) return set;
+  if (!meta.empty()) parse_json(m, meta);
+  // Meta by key through a hash index: FindMember is a linear scan, and a
+  // profile with n keys would cost n^2 (500k keys: minutes).
+  std::unordered_map<std::string_view, const rapidjson::Value*> meta_of;
+  if (m.IsObject()) {
+    meta_of.reserve(m.MemberCount());
+    for (auto& p : m.GetObject())
+      if (p.value.IsObject()) meta_of.emplace(string_of(p.name), &p.value);
+  }
   for (auto& f : t.GetObject()) {
     std::string name(f.name.GetString(), f.name.GetStringLength());
     TraitValue v;
     v.json = to_json(f.value);
     v.ts = INT64_MIN;
-    if (m.IsObject()) {
-      auto it = m.FindMember(f.name);
-      if (it != m.MemberEnd() && it->value.IsObject()) {
-        const auto& p = it->value;
-        if (p.HasMember("at") && p["at"].IsString()) v.ts = parse_iso8601(p["at"].GetString()).value_or(INT64_MIN);
-        if (p.HasMember("source") && p["source"].IsInt()) v.source = p["source"].GetInt();
-        if (p.HasMember("messageId") && p["messageId"].IsString()) v.message_id = p["messageId"].GetString();
-      }
+    if (auto it = meta_of.find(name); it != meta_of.end()) {
+      const rapidjson::Value& p = *it->second;
+      const rapidjson::Value* at = member_of(p, "at");
+      const rapidjson::Value* source = member_of(p, "source");
+      const rapidjson::Value* id = member_of(p, "messageId");
+      if (at && at->IsString()) v.ts = parse_iso8601(string_of(*at)).value_or(INT64_MIN);
+      if (source && source->IsInt()) v.source = source->GetInt();
+      if (id && id->IsString()) v.message_id = std::string(string_of(*id));
     }
-    set.fields.emplace(std::move(name), std::move(v));
+    set.fields.emplace_hint(set.fields.end(), std::move(name), std::move(v));  // jsonb keys come sorted
   }
   return set;
 }
 
-TraitRules::TraitRules(std::vector<TraitRule> rules) : rules_(std::move(rules)) {}
+TraitRules::TraitRules(std::vector<TraitRule> rules, size_t max_traits)
+    : rules_(std::move(rules)), max_traits_(max_traits) {
+  for (size_t i = 0; i < rules_.size(); i++) by_name_.emplace(rules_[i].trait, i);
+}
 
 const TraitRule* TraitRules::rule(const std::string& name) const {
-  for (auto& r : rules_)
-    if (r.trait == name) return &r;
-  return nullptr;
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &rules_[it->second];
+}
+
+bool TraitRules::offer_new(TraitSet& set, std::string name, TraitValue v) const {
+  if (set.fields.size() >= max_traits_ && !set.fields.count(name)) {
+    set.refused.push_back(std::move(name));
+    return false;
+  }
+  return offer(set, name, std::move(v));
 }
 
 bool TraitRules::offer(TraitSet& set, const std::string& name, TraitValue v) const {
@@ -182,14 +199,15 @@ bool TraitRules::offer(TraitSet& set, const std::string& name, TraitValue v) con
 bool TraitRules::fold_event(TraitSet& set, const EventFacts& e, bool group_traits) const {
   bool wants = group_traits ? e.type == MessageType::Group : e.type == MessageType::Identify;
   bool changed = false;
+  set.refused.clear();
   TraitValue base{"", e.timestamp, e.source_id, e.message_id};
   if (wants && !e.traits.empty()) {
     rapidjson::Document t;
-    if (!t.Parse<kParseFlags>(e.traits.data(), e.traits.size()).HasParseError() && t.IsObject())
+    if (!parse_json(t, e.traits, Numbers::Exact).IsError() && t.IsObject())
       for (auto& f : t.GetObject()) {
         TraitValue v = base;
         v.json = to_json(f.value);
-        changed |= offer(set, std::string(f.name.GetString(), f.name.GetStringLength()), std::move(v));
+        changed |= offer_new(set, std::string(f.name.GetString(), f.name.GetStringLength()), std::move(v));
       }
   }
   if (group_traits) return changed;
@@ -202,11 +220,11 @@ bool TraitRules::fold_event(TraitSet& set, const EventFacts& e, bool group_trait
                               : root == "traits"   ? &e.traits     : nullptr;
     if (!text || text->empty() || dot == std::string_view::npos) continue;
     rapidjson::Document d;
-    if (d.Parse<kParseFlags>(text->data(), text->size()).HasParseError()) continue;
+    if (parse_json(d, *text, Numbers::Exact).IsError()) continue;
     if (const rapidjson::Value* v = at_path(d, path.substr(dot + 1)); v && !v->IsNull()) {
       TraitValue tv = base;
       tv.json = to_json(*v);
-      changed |= offer(set, r.trait, std::move(tv));
+      changed |= offer_new(set, r.trait, std::move(tv));
     }
   }
   return changed;

@@ -373,6 +373,7 @@ int64_t evaluate_and_write(const Audience& a, const std::vector<int64_t>& ids, M
   std::map<int64_t, Stored> stored = load(a, ids, contiguous);
   Writes w;
   for (auto& [id, s] : stored) {
+    spi::check_interrupts();  // SIGTERM or the processor's batch budget, between profiles
     Audience::ProfileState state = a.read(s.state);
     bool dirty = false;
     if (built && which) {
@@ -683,6 +684,7 @@ void after_batch(const std::vector<EventFacts>& events, const std::vector<int64_
     close_memberships(merged_away, now);
   }
   for (size_t i = 0; i < events.size(); i++) {
+    spi::check_interrupts();
     if (bound[i] == 0) continue;
     touched.insert(bound[i]);
     const EventFacts& e = events[i];
@@ -731,7 +733,8 @@ int64_t sweep(bool from_worker) {
   if (from_worker) {
     bool paused = false;
     call([&] {
-      spi::exec("select paused from cdp.processor_state", SPI_OK_SELECT);
+      // No row (someone deleted it): not paused; the processor makes it again.
+      spi::exec("select coalesce((select paused from cdp.processor_state), false)", SPI_OK_SELECT);
       paused = spi::get_bool(0, 1);
     });
     if (paused) return 0;

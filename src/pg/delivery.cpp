@@ -171,8 +171,47 @@ void check_options(const std::string& options) {
 
 using namespace cdp::pg;
 
+namespace {
+
+// Runs body; an error it raises leaves the statement and its context out of
+// the server log. The statement that creates or changes a destination holds
+// its secret and header values in its text (log_min_error_statement would
+// write it under STATEMENT:); the error itself names the field and the rule
+// only. No C++ object with a destructor lives in this frame.
+Datum without_statement(FunctionCallInfo fcinfo, Datum (*body)(FunctionCallInfo)) {
+  MemoryContext mcx = CurrentMemoryContext;
+  Datum result = 0;
+  PG_TRY();
+  {
+    result = body(fcinfo);
+  }
+  PG_CATCH();
+  {
+    MemoryContextSwitchTo(mcx);
+    ErrorData* e = CopyErrorData();
+    FlushErrorState();
+    e->hide_stmt = true;
+    e->hide_ctx = true;
+    ReThrowError(e);
+  }
+  PG_END_TRY();
+  return result;
+}
+
+Datum check_destination(FunctionCallInfo fcinfo);
+Datum create_destination(FunctionCallInfo fcinfo);
+
+}  // namespace
+
 // Row trigger on cdp.destinations: the URL and options must be usable.
-Datum cdp_check_destination(PG_FUNCTION_ARGS) {
+Datum cdp_check_destination(PG_FUNCTION_ARGS) { return without_statement(fcinfo, check_destination); }
+
+// cdp.create_destination(name, url, options).
+Datum cdp_create_destination(PG_FUNCTION_ARGS) { return without_statement(fcinfo, create_destination); }
+
+namespace {
+
+Datum check_destination(FunctionCallInfo fcinfo) {
   return entry([&] {
     auto* data = reinterpret_cast<TriggerData*>(fcinfo->context);
     HeapTuple row = TRIGGER_FIRED_BY_UPDATE(data->tg_event) ? data->tg_newtuple : data->tg_trigtuple;
@@ -193,7 +232,7 @@ Datum cdp_check_destination(PG_FUNCTION_ARGS) {
 
 // cdp.create_destination(name, url, options): checks the options with the
 // same parser the worker uses, so a stored destination always parses.
-Datum cdp_create_destination(PG_FUNCTION_ARGS) {
+Datum create_destination(FunctionCallInfo fcinfo) {
   return entry([&] {
     std::string name, url, options = "{}";
     for (int i = 0; i < 2; i++)
@@ -221,3 +260,5 @@ Datum cdp_create_destination(PG_FUNCTION_ARGS) {
     PG_RETURN_INT32(id);
   });
 }
+
+}  // namespace

@@ -264,11 +264,11 @@ void claim(std::vector<Request*>& out) {
       req->created.push_back(r->created);
       req->attempts = std::max(req->attempts, r->attempts);
       rapidjson::Document doc;
-      if ((d.options.drop.empty() && d.options.hash.empty()) || parse_json(doc, r->payload).IsError()) {
+      if ((d.options.drop.empty() && d.options.hash.empty()) || parse_json(doc, r->payload, cdp::Numbers::Exact).IsError()) {
         payloads.push_back(r->payload);  // no PII policy: sent as stored
         continue;
       }
-      cdp::delivery::apply_pii(doc, d.options);
+      cdp::delivery::apply_pii(doc, d.options);  // numbers kept exactly: written back as stored
       payloads.push_back(to_json(doc));
     }
     req->body = cdp::delivery::request_body(payloads, d.options.max_events > 1, now);
@@ -466,12 +466,25 @@ void start_backlog() {
   backlog = std::move(waiting);
 }
 
+// After SIGTERM, requests in flight get this long to finish (a destination's
+// timeout_ms may be minutes). Those still going are left: their rows are still
+// queued and go again after the restart, with the same Idempotency-Key.
+constexpr TimestampTz kShutdownGrace = 5 * USECS_PER_SEC;
+
 void loop() {
-  TimestampTz last_claim = 0, first_finished = 0;
+  TimestampTz last_claim = 0, first_finished = 0, shutdown_at = 0;
   while (!shutdown_requested || !in_flight.empty()) {
     if (ConfigReloadPending) {
       ConfigReloadPending = false;
       ProcessConfigFile(PGC_SIGHUP);
+    }
+    if (shutdown_requested && shutdown_at == 0) shutdown_at = GetCurrentTimestamp();
+    if (shutdown_at != 0 && GetCurrentTimestamp() - shutdown_at >= kShutdownGrace) {
+      if (!finished.empty()) worker::in_transaction("cdp delivery: recording", [] { record(); });
+      ereport(LOG, (errmsg("cdp delivery: %zu requests still in flight %d s after SIGTERM are left to be sent "
+                           "again after the restart",
+                           in_flight.size(), static_cast<int>(kShutdownGrace / USECS_PER_SEC))));
+      break;
     }
     bool claimed = false;
     bool idle = in_flight.empty() && backlog.empty();

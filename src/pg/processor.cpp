@@ -40,7 +40,9 @@ extern "C" {
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
+#include "utils/timeout.h"
 #include "utils/guc.h"
+#include "tcop/tcopprot.h"
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 }
@@ -64,6 +66,8 @@ bool rebuilding = false;  // cdp.rebuild_identities() is running: nothing is que
 int batch_size = 5000;
 int max_merges = 100;
 int max_identifiers = 1000;
+int max_traits = static_cast<int>(kDefaultMaxTraits);
+int batch_timeout_ms = 10000;  // cdp.processor_batch_timeout; 0: none
 char* worker_database_name() { return GetConfigOptionByName("cdp.database", nullptr, false); }
 
 // Shared memory: which process to wake when events commit.
@@ -189,7 +193,7 @@ TraitRules load_trait_rules() {
       for (auto& v : d.GetArray())
         if (v.IsInt()) rules[i].source_priority.push_back(v.GetInt());
   }
-  return TraitRules(std::move(rules));
+  return TraitRules(std::move(rules), static_cast<size_t>(max_traits));
 }
 
 // Rules are cached per process and read again only when a change to the rule
@@ -198,7 +202,7 @@ TraitRules load_trait_rules() {
 // queries and compiling regular expressions, too much for every small batch.
 struct RulesCache {
   RulesStamp stamp;
-  int merges = -1, identifiers = -1;
+  int merges = -1, identifiers = -1, traits_limit = -1;
   std::unique_ptr<IdentityRules> identity;
   std::unique_ptr<TraitRules> traits;
 };
@@ -207,13 +211,16 @@ RulesCache rules_cache;
 void refresh_rules() {
   RulesStamp stamp = RulesStamp::of("identifier_types");
   RulesCache& c = rules_cache;
-  if (c.identity && c.stamp == stamp && c.merges == max_merges && c.identifiers == max_identifiers) return;
+  if (c.identity && c.stamp == stamp && c.merges == max_merges && c.identifiers == max_identifiers &&
+      c.traits_limit == max_traits)
+    return;
   c.identity.reset();  // if loading throws, the next batch tries again
   c.traits = std::make_unique<TraitRules>(load_trait_rules());
   c.identity = std::make_unique<IdentityRules>(load_identity_rules());
   c.stamp = stamp;
   c.merges = max_merges;
   c.identifiers = max_identifiers;
+  c.traits_limit = max_traits;
 }
 
 // ---------------------------------------------------------------------------
@@ -248,12 +255,48 @@ EventFacts event_facts(uint64 r, int first) {
   return e;
 }
 
+}  // namespace
+
+// cdp.processor_state has one row. If someone deleted it, it is made again
+// (WARNING) with the cursor after the last event bound to a profile, the
+// closest the tables tell to where the processor was; then the caller reads it.
+// Must run inside pg::call.
+void ensure_processor_state() {
+  if (spi::exec("select 1 from cdp.processor_state", SPI_OK_SELECT) > 0) return;
+  ereport(WARNING,
+          (errmsg("cdp: the row of cdp.processor_state was missing; it is made again"),
+           errdetail("The cursor restarts after the last event bound to a profile (cdp.event_profiles)."),
+           errhint("Do not delete from cdp.processor_state; to stop the processor set paused = true.")));
+  spi::exec("insert into cdp.processor_state (cursor_txid, cursor_event)"
+            " (select e.txid, e.id from cdp.events e"
+            "   where exists (select from cdp.event_profiles ep where ep.event_id = e.id)"
+            "   order by e.txid desc, e.id desc limit 1)"
+            " union all (select '0'::xid8, 0) limit 1"
+            " on conflict do nothing",
+            SPI_OK_INSERT);
+}
+
+namespace {
+
+// The first event of the batch being processed, kept when its transaction
+// aborts: the suspect if a batch of one keeps failing (see run_one_batch).
+struct FirstEvent {
+  std::string txid;
+  int64_t id = 0;
+  size_t batch = 0;  // events the batch read
+};
+FirstEvent batch_first;
+
 Batch read_events(int limit, bool from_worker) {
   Batch b;
   call([&] {
     spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
-    spi::exec("select paused, cursor_txid::text, cursor_event, pg_snapshot_xmin(pg_current_snapshot())::text"
-              " from cdp.processor_state", SPI_OK_SELECT);
+    const char* state = "select paused, cursor_txid::text, cursor_event, pg_snapshot_xmin(pg_current_snapshot())::text"
+                        " from cdp.processor_state";
+    if (spi::exec(state, SPI_OK_SELECT) == 0) {  // someone deleted the row
+      ensure_processor_state();
+      spi::exec(state, SPI_OK_SELECT);
+    }
     if (from_worker && spi::get_bool(0, 1)) return;
     std::string cursor_txid = spi::get_text(0, 2), xmin = spi::get_text(0, 4);
     int64_t cursor_event = spi::get_int8(0, 3);
@@ -271,6 +314,7 @@ Batch read_events(int limit, bool from_worker) {
       b.events[r] = event_facts(r, 2);
     }
   });
+  if (!b.events.empty()) batch_first = {b.txids.front(), b.events.front().id, b.events.size()};
   return b;
 }
 
@@ -333,6 +377,23 @@ void seed(Resolver& resolver, const IdentityRules& rules, const Batch& b,
   for (auto& p : profiles) resolver.add_profile(p.id, p.merges, p.identifiers, p.flagged);
   for (auto& r : rows)
     if (int t = rules.find(r.type); t >= 0) resolver.add_identity({t, r.value}, r.profile, r.first_seen);
+}
+
+// At most `n` bytes of `s`, not cutting a UTF-8 character.
+std::string cut(const std::string& s, size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) n--;
+  return s.substr(0, n);
+}
+
+// The refused keys as one value of cdp.identity_refusals: the first few, comma-separated.
+std::string key_list(const std::vector<std::string>& keys) {
+  std::string out;
+  for (auto& k : keys) {
+    if (out.size() + k.size() > 200) return out + (out.empty() ? "" : ", ") + "...";
+    out += out.empty() ? k : ", " + k;
+  }
+  return out;
 }
 
 struct ProfileAgg {
@@ -458,7 +519,10 @@ int64_t process_batch(int limit, bool from_worker) {
   Resolver resolver(rules, [&] { return --next_temp; });  // new profiles get temporary negative ids
   std::vector<std::vector<Identifier>> extracted;  // once per event: it parses JSON
   extracted.reserve(b.events.size());
-  for (auto& e : b.events) extracted.push_back(rules.extract(e));
+  for (auto& e : b.events) {
+    spi::check_interrupts();
+    extracted.push_back(rules.extract(e));
+  }
   // The cursor moves past the whole batch, suppressed events included.
   const std::string cursor_txid = b.txids.back();
   const int64_t cursor_event = b.events.back().id;
@@ -477,7 +541,10 @@ int64_t process_batch(int limit, bool from_worker) {
   std::vector<Decision> decisions;
   decisions.reserve(b.events.size());
   call([&] { clock.mark("rules and seed"); });
-  for (size_t i = 0; i < b.events.size(); i++) decisions.push_back(resolver.resolve(b.events[i], extracted[i]));
+  for (size_t i = 0; i < b.events.size(); i++) {
+    spi::check_interrupts();
+    decisions.push_back(resolver.resolve(b.events[i], extracted[i]));
+  }
   call([&] { clock.mark("resolve"); });
   last_graph_identities = resolver.identity_count();
   last_graph_bytes = resolver.memory_bytes();
@@ -519,6 +586,7 @@ int64_t process_batch(int limit, bool from_worker) {
   });
   std::vector<int64_t> merged_away, merged_into;
   for (auto& l : loaded) {
+    spi::check_interrupts();
     ProfileAgg& a = agg[final_of(l.id)];
     trait_rules.fold_set(a.traits, TraitSet::from_json(l.traits, l.sources));
     if (l.first != 0) a.seen(l.first);
@@ -541,12 +609,21 @@ int64_t process_batch(int limit, bool from_worker) {
   std::vector<std::string> m_ids;
   std::vector<int64_t> r_event, r_profile, r_other;
   std::vector<std::string> r_type, r_value, r_rule;
+  auto refuse = [&](int64_t event, int64_t profile, std::string type, std::string value, std::string rule) {
+    r_event.push_back(event);
+    r_profile.push_back(profile);
+    r_other.push_back(0);
+    r_type.push_back(std::move(type));
+    r_value.push_back(std::move(value));
+    r_rule.push_back(std::move(rule));
+  };
   std::map<std::string, TraitSet> accounts;
   std::map<std::string, std::pair<Micros, Micros>> account_seen;
   std::vector<int64_t> pa_profile;
   std::vector<std::string> pa_group;
   std::vector<Micros> pa_seen;
   for (size_t i = 0; i < b.events.size(); i++) {
+    spi::check_interrupts();
     const EventFacts& e = b.events[i];
     const Decision& d = decisions[i];
     for (auto& m : d.merges) {
@@ -571,6 +648,13 @@ int64_t process_batch(int limit, bool from_worker) {
     a.seen(e.timestamp);
     a.flagged |= d.flagged;
     trait_rules.fold_event(a.traits, e);
+    if (!a.traits.refused.empty()) {  // the trait-key limit: the keys it refused, for review
+      a.flagged = true;
+      refuse(e.id, bound, "trait", key_list(a.traits.refused),
+             "traits: the profile has " + std::to_string(trait_rules.max_traits()) +
+                 " keys (cdp.max_traits_per_profile); " + std::to_string(a.traits.refused.size()) +
+                 " new keys refused");
+    }
     ep_event.push_back(e.id);
     ep_profile.push_back(bound);
     for (auto& id : d.attached) {
@@ -581,8 +665,18 @@ int64_t process_batch(int limit, bool from_worker) {
       id_event.push_back(e.id);
       id_seen.push_back(e.timestamp);
     }
-    if (e.type == MessageType::Group && !e.group_id.empty() && e.group_id.size() <= kMaxIdentifierBytes) {
-      trait_rules.fold_event(accounts[e.group_id], e, true);
+    if (e.type == MessageType::Group && e.group_id.size() > kMaxIdentifierBytes) {
+      refuse(e.id, bound, "group_id", cut(e.group_id, 64) + "...",
+             "groupId: longer than " + std::to_string(kMaxIdentifierBytes) + " bytes (" +
+                 std::to_string(e.group_id.size()) + "); the event joins no account");
+    } else if (e.type == MessageType::Group && !e.group_id.empty()) {
+      TraitSet& account = accounts[e.group_id];
+      trait_rules.fold_event(account, e, true);
+      if (!account.refused.empty())
+        refuse(e.id, bound, "trait", key_list(account.refused),
+               "traits: the account has " + std::to_string(trait_rules.max_traits()) +
+                   " keys (cdp.max_traits_per_profile); " + std::to_string(account.refused.size()) +
+                   " new keys refused");
       auto& seen = account_seen.try_emplace(e.group_id, e.timestamp, e.timestamp).first->second;
       seen.first = std::min(seen.first, e.timestamp);
       seen.second = std::max(seen.second, e.timestamp);
@@ -827,6 +921,7 @@ int64_t rebuild() {
     spi::exec("truncate cdp.identities, cdp.profiles, cdp.profile_map, cdp.profile_merges,"
               " cdp.identity_refusals, cdp.event_profiles, cdp.accounts, cdp.profile_accounts,"
               " cdp.profile_computed, cdp.aggregates_built", SPI_OK_UTILITY);
+    ensure_processor_state();
     spi::exec("update cdp.processor_state set cursor_txid = '0', cursor_event = 0", SPI_OK_UPDATE);
   });
   int64_t total = 0;
@@ -888,19 +983,123 @@ void forget_procno(int, Datum) {
   if (shared && shared->procno == MyProc->pgprocno) shared->procno = -1;
 }
 
+// ---------------------------------------------------------------------------
+// One bad event must not stop the processor. Each batch of the worker runs
+// under a time budget (cdp.processor_batch_timeout): when it runs out, the
+// statement or loop running is cancelled (an ERROR) and the batch rolls back.
+// After a failure the next batch is half as big, down to one event; a single
+// event that fails twice in a row with an error the event itself can cause
+// (the budget, bad data: SQLSTATE classes 22, 23 and 54, or an error of the
+// C++ core) is moved to cdp.quarantine with the reason, and the rest goes on.
+// Errors of the system (locks, disk, privileges, a missing table) never
+// quarantine: the batch is retried after a pause, as before.
+
+TimeoutId budget_timeout = MAX_TIMEOUTS;  // registered by the worker
+volatile sig_atomic_t budget_expired = false;
+// It ran out while the worker waited for a lock (someone else's transaction,
+// or cdp.process_pending() holding the processor's advisory lock): no event's fault.
+volatile sig_atomic_t budget_in_lock_wait = false;
+
+// A timeout handler runs in the SIGALRM handler: set flags, wake, nothing more.
+void on_budget_expired() {
+  budget_expired = true;
+  budget_in_lock_wait = MyProc != nullptr && MyProc->waitLock != nullptr;
+  QueryCancelPending = true;
+  InterruptPending = true;
+  SetLatch(MyLatch);
+}
+
+void start_budget() {
+  budget_expired = false;
+  budget_in_lock_wait = false;
+  QueryCancelPending = false;  // a cancel left over from the last batch's end
+  if (batch_timeout_ms > 0 && budget_timeout != MAX_TIMEOUTS) enable_timeout_after(budget_timeout, batch_timeout_ms);
+}
+
+void stop_budget() {
+  if (budget_timeout != MAX_TIMEOUTS) disable_timeout(budget_timeout, false);
+  // Ran out after the last check: the batch is done. A cancel left pending
+  // would raise at the loop's CHECK_FOR_INTERRUPTS, outside any handler, and
+  // end the worker.
+  if (budget_expired) QueryCancelPending = false;
+}
+
+int batch_limit = -1;  // the size of the next batch: batch_size, less after failures
+int suspect_failures = 0;
+FirstEvent suspect;
+
+// Whether an error can come from the event being processed rather than from
+// the system around it.
+bool event_can_cause(const std::exception& e) {
+  auto* pg = dynamic_cast<const PgError*>(&e);
+  if (!pg) return true;  // the C++ core: it only sees the events
+  int code = pg->edata->sqlerrcode;
+  if (code == ERRCODE_QUERY_CANCELED) return budget_expired && !budget_in_lock_wait;
+  int cls = ERRCODE_TO_CATEGORY(code);
+  return cls == ERRCODE_DATA_EXCEPTION || cls == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION ||
+         cls == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+}
+
+// Moves one event from cdp.events to cdp.quarantine (field "processor").
+void quarantine_event(const FirstEvent& ev, const std::string& reason) {
+  worker::in_transaction("cdp processor: quarantine", [&] {
+    call([&] {
+      uint64 n = spi::exec(
+          "with moved as (delete from cdp.events e where e.txid = $1::xid8 and e.id = $2 returning e.*)"
+          " insert into cdp.quarantine (received_at, source_id, message_id, field, reason, raw)"
+          " select received_at, source_id, message_id, 'processor', $3,"
+          "   (to_jsonb(moved) - 'txid' - 'id')::text from moved",
+          {spi::str(ev.txid), spi::int8(ev.id), spi::str(reason)}, SPI_OK_INSERT);
+      if (n > 0)
+        ereport(WARNING, (errmsg("cdp processor: event %lld set aside in cdp.quarantine: %s",
+                                 static_cast<long long>(ev.id), reason.c_str())));
+    });
+  });
+}
+
 // One transaction: a batch. Errors roll it back and are logged; the worker
 // goes on (a persistent error is retried after a pause, never crash-looped).
 bool run_one_batch() {
   int64_t n = 0;
+  if (batch_limit < 1 || batch_limit > batch_size) batch_limit = batch_size;
+  int limit = batch_limit;
+  batch_first = {};
   try {
     worker::begin("cdp processor: processing events");
-    if (worker::extension_installed()) n = process_batch(batch_size, true);  // else: not created yet
+    start_budget();
+    if (worker::extension_installed()) n = process_batch(limit, true);  // else: not created yet
+    stop_budget();
     worker::commit();
   } catch (const std::exception& e) {
-    worker::abort("cdp processor: batch (will retry)", e.what());
+    stop_budget();
+    bool expired = budget_expired;
+    bool attributable = event_can_cause(e);
+    std::string why = !expired ? std::string(e.what())
+                      : budget_in_lock_wait
+                          ? "the batch waited for a lock longer than cdp.processor_batch_timeout (" +
+                                std::to_string(batch_timeout_ms) + " ms)"
+                          : "the batch took longer than cdp.processor_batch_timeout (" +
+                                std::to_string(batch_timeout_ms) + " ms)";
+    worker::abort("cdp processor: batch (will retry)", why);
+    budget_expired = false;
+    QueryCancelPending = false;
+    if (!attributable || batch_first.txid.empty()) return false;  // the system, not an event: pause, retry
+    if (batch_first.batch > 1) {
+      batch_limit = static_cast<int>(batch_first.batch / 2);  // narrow down to the event that fails
+      return true;
+    }
+    bool same = suspect.txid == batch_first.txid && suspect.id == batch_first.id;
+    suspect = batch_first;
+    suspect_failures = same ? suspect_failures + 1 : 1;
+    if (suspect_failures >= 2) {
+      quarantine_event(suspect, "processor: " + why);
+      suspect_failures = 0;
+      return true;
+    }
     return false;
   }
-  return n >= batch_size;  // more waiting
+  if (batch_limit < batch_size) batch_limit = std::min(batch_size, batch_limit * 2);  // back to full size
+  return n >= limit;  // more waiting
 }
 
 // Partitions ahead, the dedup window and retention, once a minute: without this nothing
@@ -988,6 +1187,17 @@ void define_processor_gucs() {
   DefineCustomIntVariable("cdp.max_merges_per_profile",
                           "Guard rail: a profile that would pass this many merges takes no more and is flagged.",
                           nullptr, &max_merges, 100, 1, 1000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+  DefineCustomIntVariable("cdp.max_traits_per_profile",
+                          "Guard rail: trait keys a profile or account takes from events.",
+                          "Past it, new keys are refused (recorded in cdp.identity_refusals, the profile flagged);"
+                          " keys it has still update.",
+                          &max_traits, static_cast<int>(kDefaultMaxTraits), 1, 100000, PGC_SUSET, 0, nullptr,
+                          nullptr, nullptr);
+  DefineCustomIntVariable("cdp.processor_batch_timeout",
+                          "Time budget of one batch of the processor worker; 0 turns it off.",
+                          "A batch past it rolls back and is retried smaller; a single event past it"
+                          " (twice) is set aside in cdp.quarantine.",
+                          &batch_timeout_ms, 10000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.max_identifiers_per_profile",
                           "Guard rail: a profile that would pass this many identifiers takes no more and is flagged.",
                           nullptr, &max_identifiers, 1000, 1, 10000000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
@@ -1003,8 +1213,23 @@ void register_processor() {
 
 }  // namespace cdp::pg
 
+namespace cdp::pg {
+namespace {
+// SIGTERM: the shared flag for the loop, and Postgres' die() so that the next
+// CHECK_FOR_INTERRUPTS (in a statement, or spi::check_interrupts in the
+// loops over events and profiles) ends the worker within moments, even in
+// the middle of a long batch, which rolls back.
+void on_sigterm(SIGNAL_ARGS) {
+  worker::shutdown_requested = true;
+  die(postgres_signal_arg);
+}
+}  // namespace
+}  // namespace cdp::pg
+
 void cdp_processor_main(Datum) {
   cdp::pg::worker::install_signals();
+  pqsignal(SIGTERM, cdp::pg::on_sigterm);
+  cdp::pg::budget_timeout = RegisterTimeout(USER_TIMEOUT, cdp::pg::on_budget_expired);
   BackgroundWorkerInitializeConnection(cdp::pg::worker_database_name(), nullptr, 0);
   cdp::pg::worker::configure_session();
   pgstat_report_appname("cdp processor");

@@ -27,5 +27,8 @@ void set_delivery_procno(int procno);  // -1 when it exits
 int delivery_procno();
 // This transaction changed rule tables: its commit moves rules_version.
 void note_rules_changed();
+// Makes the row of cdp.processor_state again (with a WARNING) if it is
+// missing. Inside pg::call, with SPI connected.
+void ensure_processor_state();
 
 }  // namespace cdp::pg

@@ -132,7 +132,13 @@ void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*
   SPI_cursor_close(portal);
 }
 
+// A row past the end of the result (a singleton row someone deleted, a
+// statement that returned nothing) is an error, never a read of vals[row].
 static Datum value(uint64 row, int col, bool* isnull) {
+  if (!SPI_tuptable || row >= SPI_tuptable->numvals || col < 1 || col > SPI_tuptable->tupdesc->natts)
+    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                    errmsg("cdp: row %llu, column %d of a result of %llu rows read", (unsigned long long)row, col,
+                           (unsigned long long)(SPI_tuptable ? SPI_tuptable->numvals : 0))));
   return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
 }
 int64_t get_int8(uint64 row, int col, int64_t if_null) {
@@ -165,7 +171,13 @@ std::string get_text(uint64 row, int col) {
 Micros get_timestamptz(uint64 row, int col) {
   bool n;
   Datum d = value(row, col, &n);
-  return n ? 0 : from_pg(DatumGetTimestampTz(d));
+  if (n) return 0;
+  // 'infinity', '-infinity' and times past year 9999 (a direct insert) are
+  // clamped into the core's range: window arithmetic on them must not overflow.
+  TimestampTz t = DatumGetTimestampTz(d);
+  if (t > to_pg(kLatest)) return kLatest;
+  if (t < to_pg(kEarliest)) return kEarliest;
+  return from_pg(t);
 }
 
 }  // namespace cdp::pg::spi

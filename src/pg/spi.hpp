@@ -4,6 +4,7 @@
 extern "C" {
 #include "postgres.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 }
 #include <cstdint>
 #include <functional>
@@ -64,7 +65,15 @@ auto connected(F&& f) {
   return result;
 }
 
-// Result access for the last statement.
+// For long C++ loops of a worker: serves a pending interrupt (SIGTERM: exit;
+// a cancel or a budget timeout: an ERROR, thrown here as PgError). Cheap
+// when nothing is pending.
+inline void check_interrupts() {
+  if (unlikely(InterruptPending)) call([] { CHECK_FOR_INTERRUPTS(); });
+}
+
+// Result access for the last statement. Reading a row the result does not
+// have is an ERROR (not a crash).
 int64_t get_int8(uint64 row, int col, int64_t if_null = 0);
 int get_int4(uint64 row, int col, int if_null = 0);
 bool get_bool(uint64 row, int col);
