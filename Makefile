@@ -12,7 +12,7 @@ DATA = sql/cdp--0.1.0.sql sql/cdp--0.1.0--0.2.0.sql
 DATA_built = sql/cdp--0.2.0.sql
 
 # pg_regress suites: sql/<name>.sql against expected/<name>.out, in this order.
-REGRESS = schema sources ingest validation dedup typed partitions identity segments computed audience_repair privacy
+REGRESS = schema sources ingest validation dedup typed partitions identity segments computed audience_repair privacy poison
 REGRESS_OPTS = --load-extension=cdp
 # Isolation specs (specs/<name>.spec): concurrent sessions racing.
 ISOLATION = processor_order

@@ -241,3 +241,9 @@ comment on function cdp.json_mentions(jsonb, text[], text[]) is 'Whether any str
 ------------------------------------------------------------------------------
 revoke all on function cdp.restoring(), cdp.replace_default_row() from public;
 grant execute on function cdp.restoring(), cdp.replace_default_row() to cdp_admin;
+
+------------------------------------------------------------------------------
+-- What the processor sets aside, and what it refuses, has a name.
+------------------------------------------------------------------------------
+comment on column cdp.quarantine.field is 'The field that broke a rule ("userId", "timestamp", "message"...); "processor" for an event the processor set aside (see reason).';
+comment on column cdp.identity_refusals.type is 'The identifier type, or "trait" (new trait keys refused by cdp.max_traits_per_profile, listed in value), or "group_id" (a groupId over 1 KB; its first 64 bytes in value).';
