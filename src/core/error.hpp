@@ -19,11 +19,13 @@ class Error : public std::runtime_error {
   Error(ErrorKind kind, std::string field, const std::string& rule)
       : std::runtime_error(field.empty() ? rule : field + ": " + rule),
         kind_(kind),
-        field_(std::move(field)) {}
+        field_(std::move(field)),
+        rule_(rule) {}
   ErrorKind kind() const noexcept { return kind_; }
   const std::string& field() const noexcept { return field_; }
-  // The rule alone: what() without its "field: " prefix.
-  std::string rule() const { return field_.empty() ? what() : std::string(what()).substr(field_.size() + 2); }
+  // The rule alone: what() without its "field: " prefix. Kept apart rather
+  // than cut out of what(), which stops at a NUL a field name may hold.
+  const std::string& rule() const noexcept { return rule_; }
   // The same error seen from one level up: field "and[0].op" under "rule"
   // becomes "rule.and[0].op"; an empty field becomes `prefix`.
   Error under(const std::string& prefix) const {
@@ -35,6 +37,7 @@ class Error : public std::runtime_error {
  private:
   ErrorKind kind_;
   std::string field_;
+  std::string rule_;
 };
 
 }  // namespace cdp
