@@ -16,10 +16,12 @@ CORE_SOURCES = \
 	src/core/http_server.cpp \
 	src/core/identity.cpp \
 	src/core/traits.cpp \
+	src/core/batch_writes.cpp \
 	src/core/segments.cpp \
 	src/core/computed.cpp \
 	src/core/audience.cpp \
-	src/core/delivery.cpp
+	src/core/delivery.cpp \
+	src/core/delivery_round.cpp
 
 # Glue between Postgres and the core.
 PG_SOURCES = \
