@@ -1,5 +1,6 @@
 #include "pg/spi.hpp"
 
+#include <cstring>
 #include <unordered_map>
 
 #include "pg/clock.hpp"
@@ -38,9 +39,13 @@ Arg make_array(const std::vector<T>& v, Oid array_type, Oid elem, F to_datum, bo
   return {array_type, array(values, nulls, n, elem), false};
 }
 
+constexpr int kMaxArgs = 64;
+
+// Plain data, so that nothing with a destructor is made while Postgres may raise.
 struct Plan {
   SPIPlanPtr plan;
-  std::vector<Oid> types;
+  int nargs;
+  Oid types[kMaxArgs];
 };
 std::unordered_map<const char*, Plan>& plans() {
   static std::unordered_map<const char*, Plan> p;
@@ -50,20 +55,21 @@ std::unordered_map<const char*, Plan>& plans() {
 SPIPlanPtr plan_for(const char* sql, const Arg* args, int nargs) {
   auto& cache = plans();
   auto it = cache.find(sql);
+  if (nargs > kMaxArgs) elog(ERROR, "cdp: a statement with %d parameters (at most %d)", nargs, kMaxArgs);
   if (it != cache.end()) {
-    bool same = static_cast<int>(it->second.types.size()) == nargs;
+    bool same = it->second.nargs == nargs;
     for (int i = 0; same && i < nargs; i++) same = it->second.types[i] == args[i].type;
     if (same) return it->second.plan;
     SPI_freeplan(it->second.plan);
     cache.erase(it);
   }
-  Oid types[64];
-  for (int i = 0; i < nargs; i++) types[i] = args[i].type;
-  SPIPlanPtr p = SPI_prepare(sql, nargs, types);
-  if (!p) elog(ERROR, "cdp: could not prepare: %s", SPI_result_code_string(SPI_result));
-  SPI_keepplan(p);
-  cache[sql] = Plan{p, std::vector<Oid>(types, types + nargs)};
-  return p;
+  Plan plan{nullptr, nargs, {}};
+  for (int i = 0; i < nargs; i++) plan.types[i] = args[i].type;
+  plan.plan = SPI_prepare(sql, nargs, plan.types);
+  if (!plan.plan) elog(ERROR, "cdp: could not prepare: %s", SPI_result_code_string(SPI_result));
+  SPI_keepplan(plan.plan);
+  cache[sql] = plan;
+  return plan.plan;
 }
 
 void marshal(const Arg* args, int nargs, Datum* values, char* nulls) {
@@ -104,8 +110,8 @@ Arg bool_array(const std::vector<bool>& v) {
 
 uint64 exec(const char* sql, const Arg* args, int nargs, int expected) {
   SPIPlanPtr p = plan_for(sql, args, nargs);
-  Datum values[64];
-  char nulls[64];
+  Datum values[kMaxArgs];
+  char nulls[kMaxArgs];
   marshal(args, nargs, values, nulls);
   int rc = SPI_execute_plan(p, values, nulls, false, 0);
   if (rc != expected) elog(ERROR, "cdp: statement failed (%s): %s", SPI_result_code_string(rc), sql);
@@ -116,8 +122,8 @@ uint64 exec(const char* sql, int expected) { return exec(sql, nullptr, 0, expect
 
 void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*read)(uint64, void*), void* ctx) {
   SPIPlanPtr p = plan_for(sql, args, nargs);
-  Datum values[64];
-  char nulls[64];
+  Datum values[kMaxArgs];
+  char nulls[kMaxArgs];
   marshal(args, nargs, values, nulls);
   // read_only = false: a fresh snapshot that sees what this transaction wrote so far.
   Portal portal = SPI_cursor_open(nullptr, p, values, nulls, false);
@@ -181,3 +187,170 @@ Micros get_timestamptz(uint64 row, int col) {
 }
 
 }  // namespace cdp::pg::spi
+
+// ---------------------------------------------------------------------------
+// select / run / each: the statement and the copy of its result run inside
+// pg::call; nothing in these bodies has a destructor.
+
+namespace cdp::pg::sql {
+
+using spi::Arg;
+using spi::kMaxArgs;
+
+namespace {
+
+Arg to_arg(const Param& p) {
+  switch (p.kind) {
+    case Param::Null: return {TEXTOID, 0, true};
+    case Param::Text: return spi::str(*static_cast<const std::string*>(p.p));
+    case Param::Int8: return spi::int8(p.i);
+    case Param::Int4: return spi::int4(static_cast<int>(p.i));
+    case Param::Float8: return spi::float8(p.f);
+    case Param::Timestamptz: return spi::timestamptz(p.i);
+    case Param::Bool: return {BOOLOID, BoolGetDatum(p.i != 0), false};
+    case Param::Texts: return spi::text_array(*static_cast<const std::vector<std::string>*>(p.p));
+    case Param::TextsOrNull: return spi::text_array(*static_cast<const std::vector<std::string>*>(p.p), true);
+    case Param::Int8s: return spi::int8_array(*static_cast<const std::vector<int64_t>*>(p.p));
+    case Param::Int4s: return spi::int4_array(*static_cast<const std::vector<int>*>(p.p));
+    case Param::Timestamptzs: return spi::timestamptz_array(*static_cast<const std::vector<Micros>*>(p.p));
+    case Param::Bools: return spi::bool_array(*static_cast<const std::vector<bool>*>(p.p));
+  }
+  elog(ERROR, "cdp: unknown parameter kind %d", static_cast<int>(p.kind));
+}
+
+// Params -> Args, in a caller's plain array; returns the count.
+int to_args(std::initializer_list<Param> params, Arg* out) {
+  int n = 0;
+  for (const Param& p : params) {
+    if (n == kMaxArgs) elog(ERROR, "cdp: more than %d parameters", kMaxArgs);
+    out[n++] = to_arg(p);
+  }
+  return n;
+}
+
+Micros clamp_timestamptz(TimestampTz t) {
+  // 'infinity', '-infinity' and times past year 9999 (a direct insert) are
+  // clamped into the core's range: window arithmetic on them must not overflow.
+  if (t > to_pg(kLatest)) return kLatest;
+  if (t < to_pg(kEarliest)) return kEarliest;
+  return from_pg(t);
+}
+
+void copy_cell(Rows& out, HeapTuple tuple, TupleDesc desc, int col, Oid type) {
+  bool isnull;
+  Datum d = SPI_getbinval(tuple, desc, col, &isnull);
+  Rows::Cell c{0, 0, 0, isnull};
+  if (!isnull) switch (type) {
+      case INT8OID: c.i = DatumGetInt64(d); break;
+      case INT4OID: c.i = DatumGetInt32(d); break;
+      case INT2OID: c.i = DatumGetInt16(d); break;
+      case BOOLOID: c.i = DatumGetBool(d); break;
+      case FLOAT8OID: c.f = DatumGetFloat8(d); break;
+      case FLOAT4OID: c.f = DatumGetFloat4(d); break;
+      case TIMESTAMPTZOID: c.i = clamp_timestamptz(DatumGetTimestampTz(d)); break;
+      case TEXTOID:
+      case VARCHAROID:
+      case BPCHAROID: {
+        auto* t = reinterpret_cast<::text*>(PG_DETOAST_DATUM_PACKED(d));
+        c.i = static_cast<int64_t>(out.text_.size());
+        c.len = VARSIZE_ANY_EXHDR(t);
+        out.text_.append(VARDATA_ANY(t), c.len);
+        break;
+      }
+      default: {  // anything else in its text form (jsonb, numeric, xid8, ...)
+        char* s = SPI_getvalue(tuple, desc, col);
+        c.i = static_cast<int64_t>(out.text_.size());
+        c.len = static_cast<uint32_t>(strlen(s));
+        out.text_.append(s, c.len);
+        break;
+      }
+    }
+  out.cells_.push_back(c);
+}
+
+// Appends the current SPI result to `out` (its columns must match).
+void copy_result(Rows& out, uint64 n) {
+  if (!SPI_tuptable) return;
+  TupleDesc desc = SPI_tuptable->tupdesc;
+  out.columns_ = desc->natts;
+  Oid types[kMaxArgs * 4];
+  if (desc->natts > kMaxArgs * 4) elog(ERROR, "cdp: a result of %d columns", desc->natts);
+  for (int c = 0; c < desc->natts; c++) types[c] = SPI_gettypeid(desc, c + 1);
+  out.cells_.reserve(out.cells_.size() + n * desc->natts);
+  for (uint64 r = 0; r < n; r++)
+    for (int c = 0; c < desc->natts; c++) copy_cell(out, SPI_tuptable->vals[r], desc, c + 1, types[c]);
+  out.rows_ += n;
+}
+
+}  // namespace
+
+const Rows::Cell& Rows::cell(size_t row, int col) const {
+  if (row >= rows_ || col < 0 || col >= columns_)
+    throw Error(ErrorKind::Internal, "",
+                "cdp: row " + std::to_string(row) + ", column " + std::to_string(col) + " of a result of " +
+                    std::to_string(rows_) + " rows and " + std::to_string(columns_) + " columns read");
+  return cells_[row * columns_ + col];
+}
+
+int64_t Rows::int8(size_t row, int col, int64_t if_null) const {
+  const Cell& c = cell(row, col);
+  return c.null ? if_null : c.i;
+}
+
+double Rows::float8(size_t row, int col) const {
+  const Cell& c = cell(row, col);
+  return c.null ? 0 : c.f;
+}
+
+std::string_view Rows::text(size_t row, int col) const {
+  const Cell& c = cell(row, col);
+  if (c.null || c.len == 0) return {};
+  return std::string_view(text_).substr(static_cast<size_t>(c.i), c.len);
+}
+
+uint64 run(const char* sql, std::initializer_list<Param> params, int expected) {
+  uint64 n = 0;
+  call([&] {
+    Arg args[kMaxArgs];
+    n = spi::exec(sql, args, to_args(params, args), expected);
+  });
+  return n;
+}
+
+Rows select(const char* sql, std::initializer_list<Param> params, int expected) {
+  Rows out;
+  call([&] {
+    Arg args[kMaxArgs];
+    copy_result(out, spi::exec(sql, args, to_args(params, args), expected));
+  });
+  return out;
+}
+
+void each(const char* sql, std::initializer_list<Param> params, long batch,
+          const std::function<void(const Rows&)>& read) {
+  Portal portal = nullptr;
+  call([&] {
+    Arg args[kMaxArgs];
+    int nargs = to_args(params, args);
+    SPIPlanPtr p = spi::plan_for(sql, args, nargs);
+    Datum values[kMaxArgs];
+    char nulls[kMaxArgs];
+    spi::marshal(args, nargs, values, nulls);
+    // read_only = false: a fresh snapshot that sees what this transaction wrote so far.
+    portal = SPI_cursor_open(nullptr, p, values, nulls, false);
+    if (!portal) elog(ERROR, "cdp: could not open a cursor: %s", sql);
+  });
+  for (;;) {
+    Rows rows;
+    call([&] {
+      SPI_cursor_fetch(portal, true, batch);
+      copy_result(rows, SPI_processed);
+      SPI_freetuptable(SPI_tuptable);
+    });
+    if (rows.empty()) break;
+    read(rows);
+  }
+  call([&] { SPI_cursor_close(portal); });
+}
+
+}  // namespace cdp::pg::sql

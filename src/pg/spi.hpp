@@ -82,3 +82,85 @@ std::string get_text(uint64 row, int col);  // NULL: empty
 Micros get_timestamptz(uint64 row, int col);
 
 }  // namespace cdp::pg::spi
+
+// ---------------------------------------------------------------------------
+// The error wall by construction. select/run/each take their parameters as
+// Params (a pointer or a value, no Postgres memory: built anywhere) and run
+// the statement inside pg::call themselves; a result comes back as Rows,
+// copied out of SPI inside the guard into plain buffers, read outside it.
+// Code using these needs no pg::call of its own, so no C++ object can be
+// declared where a Postgres error would longjmp over it. (spi:: above is
+// what they are built on.)
+
+namespace cdp::pg::sql {
+
+struct Param {
+  enum Kind : uint8_t { Null, Text, Int8, Int4, Float8, Timestamptz, Bool, Texts, TextsOrNull, Int8s, Int4s,
+                        Timestamptzs, Bools };
+  Kind kind = Null;
+  int64_t i = 0;
+  double f = 0;
+  const void* p = nullptr;  // the caller's string or vector: must outlive the call
+};
+inline Param text(const std::string& s) { return {s.empty() ? Param::Null : Param::Text, 0, 0, &s}; }  // "": NULL
+inline Param int8(int64_t v) { return {Param::Int8, v}; }
+inline Param int4(int v) { return {Param::Int4, v}; }
+inline Param float8(double v) { return {Param::Float8, 0, v}; }
+inline Param timestamptz(Micros t) { return {Param::Timestamptz, t}; }
+inline Param boolean(bool b) { return {Param::Bool, b}; }
+inline Param null() { return {}; }
+inline Param texts(const std::vector<std::string>& v, bool empty_is_null = false) {
+  return {empty_is_null ? Param::TextsOrNull : Param::Texts, 0, 0, &v};
+}
+inline Param int8s(const std::vector<int64_t>& v) { return {Param::Int8s, 0, 0, &v}; }
+inline Param int4s(const std::vector<int>& v) { return {Param::Int4s, 0, 0, &v}; }
+inline Param timestamptzs(const std::vector<Micros>& v) { return {Param::Timestamptzs, 0, 0, &v}; }
+inline Param bools(const std::vector<bool>& v) { return {Param::Bools, 0, 0, &v}; }
+
+// A result copied out of SPI. Columns are numbered from 0. Only columns of
+// types int2/int4/int8, bool, float8, timestamptz and text (cast the rest
+// ::text) are read; NULL reads as 0, false or "". Reading a row or column the
+// result does not have is a cdp::Error(Internal), never a crash.
+class Rows {
+ public:
+  size_t size() const { return rows_; }
+  bool empty() const { return rows_ == 0; }
+  int columns() const { return columns_; }
+  bool is_null(size_t row, int col) const { return cell(row, col).null; }
+  int64_t int8(size_t row, int col, int64_t if_null = 0) const;
+  int int4(size_t row, int col, int if_null = 0) const { return static_cast<int>(int8(row, col, if_null)); }
+  bool boolean(size_t row, int col) const { return int8(row, col) != 0; }
+  double float8(size_t row, int col) const;
+  Micros timestamptz(size_t row, int col) const { return int8(row, col); }  // clamped to the core's range
+  std::string_view text(size_t row, int col) const;
+  std::string str(size_t row, int col) const { return std::string(text(row, col)); }
+
+  struct Cell {  // plain data: filled inside the guard
+    int64_t i;   // integers, bool, timestamptz (Micros); text: offset into text_
+    double f;
+    uint32_t len;  // text only
+    bool null;
+  };
+  // Filled by spi.cpp inside pg::call: no method here raises a Postgres error.
+  std::vector<Cell> cells_;
+  std::string text_;
+  size_t rows_ = 0;
+  int columns_ = 0;
+
+ private:
+  const Cell& cell(size_t row, int col) const;
+};
+
+// Runs `sql` (a string literal: it keys a plan kept for the backend's life)
+// inside pg::call and checks the result code; returns the rows affected.
+uint64 run(const char* sql, std::initializer_list<Param> params, int expected);
+inline uint64 run(const char* sql, int expected) { return run(sql, {}, expected); }
+// The same for a statement that returns rows (SELECT, or ... RETURNING with
+// expected = SPI_OK_INSERT_RETURNING and so on).
+Rows select(const char* sql, std::initializer_list<Param> params = {}, int expected = SPI_OK_SELECT);
+// For results too large to hold: fetches `batch` rows at a time through a
+// cursor, calling read(rows) outside the guard after each fetch. read may run
+// statements of its own; if it throws, the cursor closes with the transaction.
+void each(const char* sql, std::initializer_list<Param> params, long batch, const std::function<void(const Rows&)>& read);
+
+}  // namespace cdp::pg::sql
