@@ -23,17 +23,17 @@ CORE_SOURCES = \
 	src/core/delivery.cpp \
 	src/core/delivery_round.cpp
 
-# Glue between Postgres and the core.
+# Glue between Postgres and the core, by pipeline stage over a shared runtime.
 PG_SOURCES = \
-	src/pg/guard.cpp \
 	src/pg/module.cpp \
-	src/pg/store.cpp \
-	src/pg/ingest.cpp \
-	src/pg/http_worker.cpp \
-	src/pg/spi.cpp \
-	src/pg/worker.cpp \
-	src/pg/processor.cpp \
-	src/pg/audience.cpp \
-	src/pg/delivery.cpp \
-	src/pg/delivery_worker.cpp \
+	src/pg/runtime/guard.cpp \
+	src/pg/runtime/spi.cpp \
+	src/pg/runtime/worker.cpp \
+	src/pg/ingest/store.cpp \
+	src/pg/ingest/ingest.cpp \
+	src/pg/ingest/http_worker.cpp \
+	src/pg/processor/batch.cpp \
+	src/pg/audience/audience.cpp \
+	src/pg/delivery/queue.cpp \
+	src/pg/delivery/worker.cpp \
 	src/pg/privacy/json_mentions.cpp

@@ -1,6 +1,6 @@
 // Destinations: what a destination subscribes to and how requests to it are
 // made (options, PII policy, signatures, retry decisions). No I/O here: the
-// delivery worker (src/pg/delivery_worker.cpp) sends with libcurl.
+// delivery worker (src/pg/delivery/worker.cpp) sends with libcurl.
 //
 // Options (cdp.destinations.options), every key optional:
 //   {"headers": {"Authorization": "Bearer abc"},        sent with every request

@@ -1,9 +1,9 @@
 // Module entry: refuses to load unless preloaded, defines the GUCs.
-#include "pg/clock.hpp"
-#include "pg/http_worker.hpp"
-#include "pg/audience.hpp"
-#include "pg/delivery.hpp"
-#include "pg/processor.hpp"
+#include "pg/audience/audience.hpp"
+#include "pg/delivery/delivery.hpp"
+#include "pg/ingest/http_worker.hpp"
+#include "pg/processor/processor.hpp"
+#include "pg/runtime/clock.hpp"
 
 extern "C" {
 #include "miscadmin.h"

@@ -1,8 +1,8 @@
 // cdp.ingest(payload jsonb, write_key text): SQL ingestion through the same
 // validation core as the HTTP worker.
 #include "core/payload.hpp"
-#include "pg/guard.hpp"
-#include "pg/store.hpp"
+#include "pg/ingest/store.hpp"
+#include "pg/runtime/guard.hpp"
 
 extern "C" {
 #include "executor/spi.h"

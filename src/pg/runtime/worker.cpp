@@ -1,6 +1,6 @@
-#include "pg/worker.hpp"
+#include "pg/runtime/worker.hpp"
 
-#include "pg/guard.hpp"
+#include "pg/runtime/guard.hpp"
 
 extern "C" {
 #include "access/xact.h"

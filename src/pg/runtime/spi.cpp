@@ -1,9 +1,9 @@
-#include "pg/spi.hpp"
+#include "pg/runtime/spi.hpp"
 
 #include <cstring>
 #include <unordered_map>
 
-#include "pg/clock.hpp"
+#include "pg/runtime/clock.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"

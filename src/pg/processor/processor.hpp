@@ -1,4 +1,4 @@
-// The processor: identity resolution, profiles and traits (see processor.cpp).
+// The processor: identity resolution, profiles and traits (see batch.cpp).
 #pragma once
 #include <cstdint>
 

@@ -1,7 +1,7 @@
 // Destinations in the database: creating them, and queueing events for them
 // in the processor's batch transaction (segment changes are queued by the
-// trigger on cdp.outbox). The delivery worker (delivery_worker.cpp) sends.
-#include "pg/delivery.hpp"
+// trigger on cdp.outbox). The delivery worker (worker.cpp) sends.
+#include "pg/delivery/delivery.hpp"
 
 #include <curl/curl.h>
 
@@ -11,9 +11,9 @@
 
 #include "core/delivery.hpp"
 #include "core/json_util.hpp"
-#include "pg/guard.hpp"
-#include "pg/processor.hpp"
-#include "pg/spi.hpp"
+#include "pg/processor/processor.hpp"
+#include "pg/runtime/guard.hpp"
+#include "pg/runtime/spi.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"

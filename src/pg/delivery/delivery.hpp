@@ -1,4 +1,4 @@
-// Destinations (see delivery.cpp and delivery_worker.cpp).
+// Destinations (see queue.cpp and worker.cpp).
 #pragma once
 #include <cstdint>
 #include <string>

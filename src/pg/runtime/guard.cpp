@@ -1,4 +1,4 @@
-#include "pg/guard.hpp"
+#include "pg/runtime/guard.hpp"
 
 #include <cstdio>
 #include <new>

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "core/message.hpp"
-#include "pg/clock.hpp"
+#include "pg/runtime/clock.hpp"
 
 namespace cdp::pg {
 

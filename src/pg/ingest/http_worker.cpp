@@ -2,7 +2,7 @@
 // threads never touch Postgres) and is its committer: it sleeps on its latch
 // and the server's eventfd, takes every validated request waiting, writes them
 // in one transaction (group commit), and only then lets the server answer.
-#include "pg/http_worker.hpp"
+#include "pg/ingest/http_worker.hpp"
 
 #include <arpa/inet.h>
 
@@ -12,10 +12,10 @@
 
 #include "core/http_protocol.hpp"
 #include "core/http_server.hpp"
-#include "pg/guard.hpp"
-#include "pg/spi.hpp"
-#include "pg/store.hpp"
-#include "pg/worker.hpp"
+#include "pg/ingest/store.hpp"
+#include "pg/runtime/guard.hpp"
+#include "pg/runtime/spi.hpp"
+#include "pg/runtime/worker.hpp"
 
 extern "C" {
 #include "access/xact.h"

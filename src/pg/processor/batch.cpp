@@ -5,7 +5,7 @@
 // are read in (txid, id) order and only from transactions older than the
 // snapshot's xmin, which have all finished, so nothing can still appear below
 // the cursor. The cursor moves in the same transaction as the results.
-#include "pg/processor.hpp"
+#include "pg/processor/processor.hpp"
 
 #include <algorithm>
 #include <array>
@@ -17,11 +17,11 @@
 #include "core/delivery.hpp"
 #include "core/identity.hpp"
 #include "core/traits.hpp"
-#include "pg/audience.hpp"
-#include "pg/delivery.hpp"
-#include "pg/guard.hpp"
-#include "pg/spi.hpp"
-#include "pg/worker.hpp"
+#include "pg/audience/audience.hpp"
+#include "pg/delivery/delivery.hpp"
+#include "pg/runtime/guard.hpp"
+#include "pg/runtime/spi.hpp"
+#include "pg/runtime/worker.hpp"
 
 extern "C" {
 #include "access/xact.h"

@@ -8,7 +8,7 @@
 //   bulk       every profile, in chunks (create_segment, evaluate_segments).
 // State is built from the events table once per definition (build) and kept
 // by the processor from then on; cdp.aggregates_built records which.
-#include "pg/audience.hpp"
+#include "pg/audience/audience.hpp"
 
 #include <map>
 #include <memory>
@@ -17,10 +17,10 @@
 
 #include "core/audience.hpp"
 #include "core/json_util.hpp"
-#include "pg/clock.hpp"
-#include "pg/guard.hpp"
-#include "pg/processor.hpp"
-#include "pg/spi.hpp"
+#include "pg/processor/processor.hpp"
+#include "pg/runtime/clock.hpp"
+#include "pg/runtime/guard.hpp"
+#include "pg/runtime/spi.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"
@@ -77,7 +77,7 @@ Definitions read_definitions() {
 }
 
 // The stored definitions, cached per process until a change to them commits
-// (processor.cpp's rules version) or the tables are re-created.
+// (processor/batch.cpp's rules version) or the tables are re-created.
 struct Cache {
   RulesStamp stamp;
   std::unique_ptr<Audience> audience;

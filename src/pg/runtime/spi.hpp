@@ -13,7 +13,7 @@ extern "C" {
 #include <vector>
 
 #include "core/timestamp.hpp"
-#include "pg/guard.hpp"
+#include "pg/runtime/guard.hpp"
 
 namespace cdp::pg::spi {
 

@@ -1,10 +1,10 @@
-#include "pg/store.hpp"
+#include "pg/ingest/store.hpp"
 
 #include <string>
 #include <unordered_set>
 
-#include "pg/guard.hpp"
-#include "pg/processor.hpp"
+#include "pg/processor/processor.hpp"
+#include "pg/runtime/guard.hpp"
 
 extern "C" {
 #include "access/xact.h"
