@@ -27,6 +27,7 @@ CORE_SOURCES = \
 PG_SOURCES = \
 	src/pg/module.cpp \
 	src/pg/runtime/guard.cpp \
+	src/pg/runtime/shared.cpp \
 	src/pg/runtime/spi.cpp \
 	src/pg/runtime/worker.cpp \
 	src/pg/ingest/store.cpp \

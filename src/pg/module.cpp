@@ -1,9 +1,12 @@
-// Module entry: refuses to load unless preloaded, defines the GUCs.
+// Module entry: refuses to load unless preloaded, defines the GUCs, makes the
+// shared-memory segment and registers the background workers.
 #include "pg/audience/audience.hpp"
 #include "pg/delivery/delivery.hpp"
 #include "pg/ingest/http_worker.hpp"
 #include "pg/processor/processor.hpp"
 #include "pg/runtime/clock.hpp"
+#include "pg/runtime/shared.hpp"
+#include "pg/runtime/worker.hpp"
 
 extern "C" {
 #include "miscadmin.h"
@@ -55,6 +58,7 @@ void define_gucs() {
       "cdp.pii_traits", "Trait names masked for analysts (comma-separated).",
       "cdp.analyst_profiles and cdp.analyst_events show these members, at any depth, as a SHA-256.",
       &pii_traits, "email,phone,first_name,last_name,address,ip", PGC_SUSET, 0, nullptr, nullptr, nullptr);
+  worker::define_gucs();
   define_http_gucs();
   define_processor_gucs();
   audience::define_gucs();
@@ -75,6 +79,7 @@ void _PG_init(void) {
                     errhint("Add cdp to shared_preload_libraries in postgresql.conf and restart "
                             "the server.")));
   cdp::pg::define_gucs();
+  cdp::pg::install_shared_memory();
   cdp::pg::register_http_workers();
   cdp::pg::register_processor();
   cdp::pg::delivery::register_workers();

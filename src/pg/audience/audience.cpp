@@ -17,9 +17,9 @@
 
 #include "core/audience.hpp"
 #include "core/json_util.hpp"
-#include "pg/processor/processor.hpp"
 #include "pg/runtime/clock.hpp"
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
 
 extern "C" {
@@ -77,7 +77,7 @@ Definitions read_definitions() {
 }
 
 // The stored definitions, cached per process until a change to them commits
-// (processor/batch.cpp's rules version) or the tables are re-created.
+// (the rules version, runtime/shared.hpp) or the tables are re-created.
 struct Cache {
   RulesStamp stamp;
   std::unique_ptr<Audience> audience;

@@ -11,8 +11,8 @@
 
 #include "core/delivery.hpp"
 #include "core/json_util.hpp"
-#include "pg/processor/processor.hpp"
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
 
 extern "C" {

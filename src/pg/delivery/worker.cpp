@@ -22,10 +22,9 @@
 #include "core/http_metrics.hpp"
 #include "core/json_util.hpp"
 #include "pg/delivery/delivery.hpp"
-#include "pg/ingest/http_worker.hpp"
-#include "pg/processor/processor.hpp"
 #include "pg/runtime/clock.hpp"
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
 #include "pg/runtime/worker.hpp"
 
@@ -436,10 +435,6 @@ void record() {
   }
 }
 
-void forget_procno(int, Datum) {
-  if (delivery_procno() == MyProc->pgprocno) set_delivery_procno(-1);
-}
-
 // Drops a request that will not be sent now: its rows stay queued with their key.
 void release(Request* r) {
   for (int64_t id : r->ids) claimed_ids.erase(id);
@@ -551,14 +546,11 @@ void register_workers() {
 void cdp_delivery_main(Datum) {
   using namespace cdp::pg;
   worker::install_signals();
-  BackgroundWorkerInitializeConnection(GetConfigOptionByName("cdp.database", nullptr, false), nullptr, 0);
-  cdp::pg::worker::configure_session();
-  pgstat_report_appname("cdp delivery");
+  worker::connect("cdp delivery");
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) elog(FATAL, "cdp delivery: curl_global_init failed");
   delivery::multi = curl_multi_init();
   curl_multi_setopt(delivery::multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, static_cast<long>(delivery::concurrency));
-  set_delivery_procno(MyProc->pgprocno);
-  before_shmem_exit(delivery::forget_procno, 0);
+  receive_wakeups(Wakeup::Delivery);
   delivery::loop();
   proc_exit(1);  // (0 would unregister the worker for good)
 }

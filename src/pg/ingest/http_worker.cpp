@@ -14,6 +14,7 @@
 #include "core/http_server.hpp"
 #include "pg/ingest/store.hpp"
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
 #include "pg/runtime/worker.hpp"
 
@@ -39,7 +40,6 @@ extern "C" {
 
 extern "C" {
 PGDLLEXPORT void cdp_http_worker_main(Datum arg);
-PG_FUNCTION_INFO_V1(cdp_http_metrics);
 }
 
 namespace cdp::pg {
@@ -47,7 +47,6 @@ namespace {
 
 // GUCs (see docs/gucs.md).
 char* http_listen = nullptr;
-char* worker_database = nullptr;
 int http_workers = 1;
 int http_threads = 2;
 int http_max_connections = 1024;
@@ -59,26 +58,8 @@ int http_commit_max_messages = 5000;
 char* http_cors_origins = nullptr;
 char* http_trusted_proxies = nullptr;
 
-HttpMetrics* metrics = nullptr;  // in shared memory, shared by every worker
-shmem_request_hook_type prev_shmem_request = nullptr;
-shmem_startup_hook_type prev_shmem_startup = nullptr;
-
 HttpServer* server = nullptr;  // lives for the process; stopped at exit
 using worker::shutdown_requested;
-
-void request_shmem() {
-  if (prev_shmem_request) prev_shmem_request();
-  RequestAddinShmemSpace(MAXALIGN(sizeof(HttpMetrics)));
-}
-
-void startup_shmem() {
-  if (prev_shmem_startup) prev_shmem_startup();
-  LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-  bool found;
-  void* mem = ShmemInitStruct("cdp http metrics", sizeof(HttpMetrics), &found);
-  metrics = found ? static_cast<HttpMetrics*>(mem) : new (mem) HttpMetrics();
-  LWLockRelease(AddinShmemInitLock);
-}
 
 bool check_listen(char** value, void**, GucSource) {
   if (**value == '\0') return true;
@@ -203,7 +184,7 @@ bool write_group(const std::vector<PendingRequest*>& group, std::string& failure
       for (auto s : mine) counts[static_cast<int>(s)]++;
       answer(r, 200, ingest_response(r->payload, mine));
     }
-    for (int i = 0; i < 3; i++) metrics->count_events(i, counts[i]);
+    for (int i = 0; i < 3; i++) shared_metrics()->count_events(i, counts[i]);
     return true;
   } catch (const std::exception& e) {  // PgError, or a bug: either way nothing was committed
     failure = e.what();
@@ -231,7 +212,7 @@ void commit_group(std::vector<PendingRequest*>& group) {
   server->set_healthy(any_stored);  // unhealthy only when nothing at all could be stored
   auto done = std::chrono::steady_clock::now();
   for (PendingRequest* r : group) {  // queued -> committed, per request
-    metrics->observe_commit(std::chrono::duration<double>(done - r->queued_at).count());
+    shared_metrics()->observe_commit(std::chrono::duration<double>(done - r->queued_at).count());
     server->complete(r);
   }
 }
@@ -293,7 +274,7 @@ void worker_main(int index) {
   while (!extension_ready()) {
     if (index == 0)
       ereport(LOG, (errmsg("cdp http: waiting for CREATE EXTENSION cdp in database \"%s\"",
-                           worker_database)));
+                           worker::database())));
     int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5000, PG_WAIT_EXTENSION);
     ResetLatch(MyLatch);
     if (shutdown_requested) proc_exit(1);
@@ -301,7 +282,7 @@ void worker_main(int index) {
   }
   // A messageId held by an open transaction elsewhere must not stall every request.
   SetConfigOption("lock_timeout", "1000", PGC_SUSET, PGC_S_OVERRIDE);
-  server = new HttpServer(static_config(), metrics, [] { return from_pg(GetCurrentTimestamp()); });
+  server = new HttpServer(static_config(), shared_metrics(), [] { return from_pg(GetCurrentTimestamp()); });
   server->set_dynamic(dynamic_config());
   refresh_keys();
   before_shmem_exit(stop_server, 0);
@@ -341,9 +322,6 @@ void define_http_gucs() {
   DefineCustomStringVariable("cdp.http_listen", "Address and port of the HTTP Tracking API.",
                              "Empty disables the HTTP workers.", &http_listen, "127.0.0.1:8765",
                              PGC_POSTMASTER, 0, check_listen, nullptr, nullptr);
-  DefineCustomStringVariable("cdp.database", "Database the cdp background workers connect to.",
-                             "CREATE EXTENSION cdp must have run there.", &worker_database,
-                             "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.http_workers", "HTTP worker processes (they share the port).",
                           nullptr, &http_workers, 1, 0, 32, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
   DefineCustomIntVariable("cdp.http_threads", "Request threads per HTTP worker.",
@@ -381,10 +359,6 @@ void define_http_gucs() {
 }
 
 void register_http_workers() {
-  prev_shmem_request = shmem_request_hook;
-  shmem_request_hook = request_shmem;
-  prev_shmem_startup = shmem_startup_hook;
-  shmem_startup_hook = startup_shmem;
   if (http_listen[0] == '\0') return;
   for (int i = 0; i < http_workers; i++) {
     char name[BGW_MAXLEN];
@@ -393,25 +367,10 @@ void register_http_workers() {
   }
 }
 
-std::string http_metrics_text() { return metrics ? metrics->render() : std::string(); }
-
-HttpMetrics* shared_metrics() { return metrics; }
-
 }  // namespace cdp::pg
 
 void cdp_http_worker_main(Datum arg) {
   cdp::pg::worker::install_signals();
-  BackgroundWorkerInitializeConnection(cdp::pg::worker_database, nullptr, 0);
-  cdp::pg::worker::configure_session();
-  pgstat_report_appname("cdp http");
+  cdp::pg::worker::connect("cdp http");
   cdp::pg::worker_main(DatumGetInt32(arg));
-}
-
-Datum cdp_http_metrics(PG_FUNCTION_ARGS) {
-  return cdp::pg::entry([&] {
-    std::string rendered = cdp::pg::http_metrics_text();
-    text* result = nullptr;
-    cdp::pg::call([&] { result = cstring_to_text_with_len(rendered.data(), rendered.size()); });
-    PG_RETURN_TEXT_P(result);
-  });
 }

@@ -3,8 +3,8 @@
 #include <string>
 #include <unordered_set>
 
-#include "pg/processor/processor.hpp"
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/shared.hpp"
 
 extern "C" {
 #include "access/xact.h"

@@ -20,6 +20,7 @@
 #include "pg/audience/audience.hpp"
 #include "pg/delivery/delivery.hpp"
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
 #include "pg/runtime/worker.hpp"
 
@@ -68,64 +69,9 @@ int max_merges = 100;
 int max_identifiers = 1000;
 int max_traits = static_cast<int>(kDefaultMaxTraits);
 int batch_timeout_ms = 10000;  // cdp.processor_batch_timeout; 0: none
-char* worker_database_name() { return GetConfigOptionByName("cdp.database", nullptr, false); }
-
-// Shared memory: which process to wake when events commit.
-struct ProcessorShared {
-  int procno;                     // the processor worker's PGPROC number, or -1
-  pg_atomic_uint64 rules_version;  // bumped when a change to the rule tables commits
-  int delivery_procno;            // the delivery worker's PGPROC number, or -1
-};
-ProcessorShared* shared = nullptr;
-shmem_request_hook_type prev_request = nullptr;
-shmem_startup_hook_type prev_startup = nullptr;
-bool wake_on_commit = false;
-bool wake_delivery = false;  // this transaction queued deliveries
-bool rules_changed = false;  // this transaction changed identifier_types or trait_rules
-bool callback_registered = false;
 using worker::shutdown_requested;
 // Size of the last batch's identity graph, reported by cdp.rebuild_identities().
 size_t last_graph_identities = 0, last_graph_bytes = 0, last_graph_text = 0;
-
-void request_shmem() {
-  if (prev_request) prev_request();
-  RequestAddinShmemSpace(MAXALIGN(sizeof(ProcessorShared)));
-}
-
-void startup_shmem() {
-  if (prev_startup) prev_startup();
-  LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-  bool found;
-  shared = static_cast<ProcessorShared*>(ShmemInitStruct("cdp processor", sizeof(ProcessorShared), &found));
-  if (!found) {
-    shared->procno = -1;
-    shared->delivery_procno = -1;
-    pg_atomic_init_u64(&shared->rules_version, 0);
-  }
-  LWLockRelease(AddinShmemInitLock);
-}
-
-// A commit that wrote events wakes the processor; a rollback wakes nobody.
-// Called after the commit is visible to new snapshots, so a processor that
-// sees the new rules version also sees the new rules.
-void on_xact(XactEvent event, void*) {
-  if (event == XACT_EVENT_COMMIT && wake_on_commit && shared) {
-    int procno = shared->procno;
-    if (procno >= 0) SetLatch(&ProcGlobal->allProcs[procno].procLatch);
-  }
-  if (event == XACT_EVENT_COMMIT && wake_delivery && shared) {
-    int procno = shared->delivery_procno;
-    if (procno >= 0) SetLatch(&ProcGlobal->allProcs[procno].procLatch);
-  }
-  if (event == XACT_EVENT_COMMIT && rules_changed && shared) pg_atomic_fetch_add_u64(&shared->rules_version, 1);
-  if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) wake_on_commit = rules_changed = wake_delivery = false;
-}
-
-void register_xact_callback() {
-  if (callback_registered) return;
-  RegisterXactCallback(on_xact, nullptr);
-  callback_registered = true;
-}
 
 // ---------------------------------------------------------------------------
 // Rules, read at the start of each batch (small tables; changes apply at once).
@@ -979,10 +925,6 @@ int64_t process_all(int max_batches) {
   return total;
 }
 
-void forget_procno(int, Datum) {
-  if (shared && shared->procno == MyProc->pgprocno) shared->procno = -1;
-}
-
 // ---------------------------------------------------------------------------
 // One bad event must not stop the processor. Each batch of the worker runs
 // under a time budget (cdp.processor_batch_timeout): when it runs out, the
@@ -1145,36 +1087,6 @@ void worker_loop() {
 
 }  // namespace
 
-RulesStamp RulesStamp::of(const char* table) {
-  RulesStamp s;
-  s.version = rules_version();
-  call([&] { s.relid = get_relname_relid(table, get_namespace_oid("cdp", false)); });
-  return s;
-}
-
-void note_deliveries_queued() {
-  register_xact_callback();
-  wake_delivery = true;
-}
-
-void set_delivery_procno(int procno) {
-  if (shared) shared->delivery_procno = procno;
-}
-
-int delivery_procno() { return shared ? shared->delivery_procno : -1; }
-
-void note_rules_changed() {
-  register_xact_callback();
-  rules_changed = true;
-}
-
-uint64_t rules_version() { return shared ? pg_atomic_read_u64(&shared->rules_version) : 0; }
-
-void note_events_written() {
-  register_xact_callback();
-  wake_on_commit = true;
-}
-
 void define_processor_gucs() {
   DefineCustomBoolVariable("cdp.processor_enabled", "Run the processor background worker.",
                            "Without it, call cdp.process_pending() to process events.",
@@ -1204,10 +1116,6 @@ void define_processor_gucs() {
 }
 
 void register_processor() {
-  prev_request = shmem_request_hook;
-  shmem_request_hook = request_shmem;
-  prev_startup = shmem_startup_hook;
-  shmem_startup_hook = startup_shmem;
   if (processor_enabled) worker::register_worker("cdp processor", "cdp processor", "cdp_processor_main");
 }
 
@@ -1230,11 +1138,8 @@ void cdp_processor_main(Datum) {
   cdp::pg::worker::install_signals();
   pqsignal(SIGTERM, cdp::pg::on_sigterm);
   cdp::pg::budget_timeout = RegisterTimeout(USER_TIMEOUT, cdp::pg::on_budget_expired);
-  BackgroundWorkerInitializeConnection(cdp::pg::worker_database_name(), nullptr, 0);
-  cdp::pg::worker::configure_session();
-  pgstat_report_appname("cdp processor");
-  cdp::pg::shared->procno = MyProc->pgprocno;
-  before_shmem_exit(cdp::pg::forget_procno, 0);
+  cdp::pg::worker::connect("cdp processor");
+  cdp::pg::receive_wakeups(cdp::pg::Wakeup::Processor);
   cdp::pg::worker_loop();
   proc_exit(1);
 }
@@ -1284,15 +1189,13 @@ Datum cdp_check_identifier_types(PG_FUNCTION_ARGS) {
   return cdp::pg::entry([&] {
     // Compiling throws cdp::Error naming the type and pattern.
     cdp::pg::spi::connected([] { return cdp::pg::load_identity_rules().types().size(); });
-    cdp::pg::call([] { cdp::pg::register_xact_callback(); });
-    cdp::pg::rules_changed = true;
+    cdp::pg::call([] { cdp::pg::note_rules_changed(); });
     return PointerGetDatum(nullptr);
   });
 }
 
 // Statement trigger on cdp.trait_rules: its commit makes processors reload.
 Datum cdp_rules_changed(PG_FUNCTION_ARGS) {
-  cdp::pg::register_xact_callback();
-  cdp::pg::rules_changed = true;
+  cdp::pg::note_rules_changed();
   return PointerGetDatum(nullptr);
 }

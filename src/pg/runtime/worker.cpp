@@ -19,6 +19,7 @@ extern "C" {
 namespace cdp::pg::worker {
 
 volatile sig_atomic_t shutdown_requested = false;
+static char* database_name = nullptr;
 
 static void on_sigterm(SIGNAL_ARGS) {
   int save = errno;
@@ -33,7 +34,19 @@ void install_signals() {
   BackgroundWorkerUnblockSignals();
 }
 
-void configure_session() { SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE); }
+void define_gucs() {
+  DefineCustomStringVariable("cdp.database", "Database the cdp background workers connect to.",
+                             "CREATE EXTENSION cdp must have run there.", &database_name,
+                             "postgres", PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+}
+
+const char* database() { return database_name; }
+
+void connect(const char* name) {
+  BackgroundWorkerInitializeConnection(database_name, nullptr, 0);
+  SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+  pgstat_report_appname(name);
+}
 
 void begin(const char* activity) {
   call([&] {

@@ -16,10 +16,15 @@ extern volatile sig_atomic_t shutdown_requested;
 // finishes what it holds, then exits). Unblocks signals.
 void install_signals();
 
-// After the connection is made: settings every cdp worker runs with. JIT is
+// cdp.database: the database every cdp worker connects to.
+void define_gucs();
+const char* database();
+
+// In a worker's main, after its signal handlers: connects to cdp.database as
+// application `name`, with the settings every cdp worker runs with. JIT is
 // off: compiling a plan costs tens of milliseconds, more than the small,
 // frequent statements of a worker ever win back, and it shows in latency.
-void configure_session();
+void connect(const char* name);
 
 // Start a transaction with an SPI connection and a snapshot; commit it.
 // Both throw PgError on failure (see guard.hpp).
