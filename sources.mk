@@ -33,7 +33,10 @@ PG_SOURCES = \
 	src/pg/ingest/store.cpp \
 	src/pg/ingest/ingest.cpp \
 	src/pg/ingest/http_worker.cpp \
+	src/pg/processor/rules.cpp \
 	src/pg/processor/batch.cpp \
+	src/pg/processor/identity.cpp \
+	src/pg/processor/worker.cpp \
 	src/pg/audience/audience.cpp \
 	src/pg/delivery/queue.cpp \
 	src/pg/delivery/worker.cpp \

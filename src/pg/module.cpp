@@ -60,7 +60,7 @@ void define_gucs() {
       &pii_traits, "email,phone,first_name,last_name,address,ip", PGC_SUSET, 0, nullptr, nullptr, nullptr);
   worker::define_gucs();
   define_http_gucs();
-  define_processor_gucs();
+  processor::define_gucs();
   audience::define_gucs();
   delivery::define_gucs();
   MarkGUCPrefixReserved("cdp");
@@ -81,7 +81,7 @@ void _PG_init(void) {
   cdp::pg::define_gucs();
   cdp::pg::install_shared_memory();
   cdp::pg::register_http_workers();
-  cdp::pg::register_processor();
+  cdp::pg::processor::register_worker();
   cdp::pg::delivery::register_workers();
 }
 

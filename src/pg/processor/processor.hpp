@@ -1,12 +1,11 @@
-// The processor: identity resolution, profiles and traits (see batch.cpp).
+// The processor: binds committed events to profiles and folds their traits
+// (batch.cpp), in its own worker (worker.cpp) or in cdp.process_pending()
+// (identity.cpp). What its files share is in internal.hpp.
 #pragma once
 
-namespace cdp::pg {
+namespace cdp::pg::processor {
 
-void define_processor_gucs();
-void register_processor();
-// Makes the row of cdp.processor_state again (with a WARNING) if it is
-// missing. Inside pg::call, with SPI connected.
-void ensure_processor_state();
+void define_gucs();
+void register_worker();
 
-}  // namespace cdp::pg
+}  // namespace cdp::pg::processor
