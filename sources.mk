@@ -40,4 +40,6 @@ PG_SOURCES = \
 	src/pg/audience/audience.cpp \
 	src/pg/delivery/queue.cpp \
 	src/pg/delivery/worker.cpp \
+	src/pg/privacy/suppression.cpp \
+	src/pg/privacy/consent.cpp \
 	src/pg/privacy/json_mentions.cpp

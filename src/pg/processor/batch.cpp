@@ -11,9 +11,9 @@
 #include <set>
 #include <unordered_map>
 
-#include "core/delivery.hpp"
 #include "pg/audience/audience.hpp"
 #include "pg/delivery/delivery.hpp"
+#include "pg/privacy/privacy.hpp"
 #include "pg/processor/internal.hpp"
 #include "pg/runtime/guard.hpp"
 
@@ -188,91 +188,6 @@ struct PhaseClock {
   }
 };
 
-// Events carrying an identifier of an erased person (cdp.suppressions) go to
-// cdp.quarantine with reason "suppressed" and leave the batch, so that they
-// re-create nothing.
-void quarantine_suppressed(const IdentityRules& rules, Batch& b, std::vector<std::vector<Identifier>>& extracted) {
-  bool any = false;
-  call([&] {
-    spi::exec("select exists (select from cdp.suppressions)", SPI_OK_SELECT);
-    any = spi::get_bool(0, 1);
-  });
-  if (!any) return;
-  std::vector<std::string> hashes;
-  for (auto& ids : extracted)
-    for (auto& id : ids) hashes.push_back(cdp::delivery::sha256_hex(rules.types()[id.type].name + ":" + id.value));
-  std::set<std::string> hit;
-  call([&] {
-    uint64 n = spi::exec("select identifier_hash from cdp.suppressions where identifier_hash = any($1)",
-                         {spi::text_array(hashes)}, SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) hit.insert(spi::get_text(r, 1));
-  });
-  if (hit.empty()) return;
-  Batch kept;
-  std::vector<std::vector<Identifier>> kept_ids;
-  std::vector<std::string> q_txid;
-  std::vector<int64_t> q_id;
-  size_t h = 0;
-  for (size_t i = 0; i < b.events.size(); i++) {
-    bool suppressed = false;
-    for (size_t k = 0; k < extracted[i].size(); k++) suppressed |= hit.count(hashes[h++]) > 0;
-    if (suppressed) {
-      q_txid.push_back(b.txids[i]);
-      q_id.push_back(b.events[i].id);
-    } else {
-      kept.events.push_back(std::move(b.events[i]));
-      kept.txids.push_back(std::move(b.txids[i]));
-      kept_ids.push_back(std::move(extracted[i]));
-    }
-  }
-  call([&] {
-    spi::exec("with moved as (delete from cdp.events e using unnest($1::text[], $2::int8[]) x(t, id)"
-              "   where e.txid = x.t::xid8 and e.id = x.id returning e.*)"
-              " insert into cdp.quarantine (received_at, source_id, message_id, field, reason, raw)"
-              " select received_at, source_id, message_id, 'identifiers', 'suppressed',"
-              "   (to_jsonb(moved) - 'txid' - 'id')::text from moved",
-              {spi::text_array(q_txid), spi::int8_array(q_id)}, SPI_OK_INSERT);
-  });
-  b = std::move(kept);
-  extracted = std::move(kept_ids);
-}
-
-// Consent: a merged-away profile's consent goes to its survivor (the latest
-// statement wins), then each event carrying context.consent.categoryPreferences
-// is recorded in the history and, if it is the latest, as the profile's consent.
-void record_consent(const Batch& b, const std::vector<int64_t>& bound, const std::vector<int64_t>& merged_away,
-                    const std::vector<int64_t>& merged_into) {
-  std::vector<int64_t> profiles, ids;
-  std::vector<std::string> txids;
-  for (size_t i = 0; i < b.events.size(); i++)
-    if (bound[i] != 0 && b.events[i].context.find("categoryPreferences") != std::string::npos) {
-      profiles.push_back(bound[i]);
-      txids.push_back(b.txids[i]);
-      ids.push_back(b.events[i].id);
-    }
-  if (profiles.empty() && merged_away.empty()) return;
-  call([&] {
-    spi::exec("with gone as (delete from cdp.consent c using unnest($1::int8[], $2::int8[]) x(away, into_)"
-              "   where c.profile_id = x.away returning x.into_, c.*)"
-              " insert into cdp.consent as c (profile_id, preferences, updated_at, source)"
-              " select distinct on (into_) into_, preferences, updated_at, source from gone order by into_, updated_at desc"
-              " on conflict (profile_id) do update set preferences = excluded.preferences,"
-              "   updated_at = excluded.updated_at, source = excluded.source where excluded.updated_at >= c.updated_at",
-              {spi::int8_array(merged_away), spi::int8_array(merged_into)}, SPI_OK_INSERT);
-    spi::exec("with ev as (select x.p, e.id, e.\"timestamp\" as at, e.context->'consent'->'categoryPreferences' as prefs"
-              "   from unnest($1::int8[], $2::text[], $3::int8[]) x(p, t, id)"
-              "   join cdp.events e on e.txid = x.t::xid8 and e.id = x.id"
-              "  where jsonb_typeof(e.context->'consent'->'categoryPreferences') = 'object'),"
-              " h as (insert into cdp.consent_history (profile_id, preferences, source, event_id, expressed_at)"
-              "   select p, prefs, 'event', id, at from ev)"
-              " insert into cdp.consent as c (profile_id, preferences, updated_at, source)"
-              " select distinct on (p) p, prefs, at, 'event' from ev order by p, at desc, id desc"
-              " on conflict (profile_id) do update set preferences = excluded.preferences,"
-              "   updated_at = excluded.updated_at, source = excluded.source where excluded.updated_at >= c.updated_at",
-              {spi::int8_array(profiles), spi::text_array(txids), spi::int8_array(ids)}, SPI_OK_INSERT);
-  });
-}
-
 }  // namespace
 
 int64_t process_batch(int limit, bool from_worker) {
@@ -296,7 +211,7 @@ int64_t process_batch(int limit, bool from_worker) {
   const std::string cursor_txid = b.txids.back();
   const int64_t cursor_event = b.events.back().id;
   const int batch_events = static_cast<int>(b.events.size());
-  quarantine_suppressed(rules, b, extracted);
+  privacy::quarantine_suppressed(rules, b.events, b.txids, extracted);
   if (b.events.empty()) {
     call([&] {
       spi::exec("update cdp.processor_state set cursor_txid = $1::xid8, cursor_event = $2,"
@@ -574,7 +489,7 @@ int64_t process_batch(int limit, bool from_worker) {
   std::vector<int64_t> bound(b.events.size(), 0);
   for (size_t i = 0; i < b.events.size(); i++)
     if (decisions[i].profile != 0) bound[i] = final_of(decisions[i].profile);
-  record_consent(b, bound, merged_away, merged_into);
+  privacy::record_consent(b.events, b.txids, bound, merged_away, merged_into);
   // Events first, then the segment changes they cause: a destination sees them in that order.
   if (!rebuilding) delivery::queue_events(b.events, b.txids, bound);
   call([&] { clock.mark("queue deliveries"); });
