@@ -39,6 +39,7 @@ PG_SOURCES = \
 	src/pg/processor/worker.cpp \
 	src/pg/audience/audience.cpp \
 	src/pg/delivery/queue.cpp \
+	src/pg/delivery/destinations.cpp \
 	src/pg/delivery/worker.cpp \
 	src/pg/privacy/suppression.cpp \
 	src/pg/privacy/consent.cpp \

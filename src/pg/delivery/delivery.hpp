@@ -1,4 +1,5 @@
-// Destinations (see queue.cpp and worker.cpp).
+// Destinations: made and checked in destinations.cpp, events queued for them
+// in queue.cpp, sent by the delivery worker (worker.cpp).
 #pragma once
 #include <cstdint>
 #include <string>
