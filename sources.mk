@@ -1,6 +1,8 @@
-# The one list of sources. PGXS (Makefile) builds all of them into cdp.so;
-# CMake (CMakeLists.txt) reads CORE_SOURCES to build the Postgres-free core
-# library for unit tests, fuzzers and microbenchmarks. Add a file here once.
+# The one list of sources, read by both builds. PGXS (Makefile) builds
+# CORE_SOURCES and PG_SOURCES into cdp.so; CMake (CMakeLists.txt) builds
+# CORE_SOURCES into the Postgres-free core library for unit tests, fuzzers and
+# microbenchmarks, and TEST_SUPPORT_SOURCES into cdp_test_support. Add a file
+# here once, one path per tab-indented line (that is how CMake reads a list).
 
 # Plain C++: must never include a Postgres header (CMake compiles these
 # without the server include path, so such an include fails to build).
@@ -9,7 +11,6 @@ CORE_SOURCES = \
 	src/core/timestamp.cpp \
 	src/core/message.cpp \
 	src/core/payload.cpp \
-	src/core/event_generator.cpp \
 	src/core/gzip.cpp \
 	src/core/http_protocol.cpp \
 	src/core/http_metrics.cpp \
@@ -44,3 +45,8 @@ PG_SOURCES = \
 	src/pg/privacy/suppression.cpp \
 	src/pg/privacy/consent.cpp \
 	src/pg/privacy/json_mentions.cpp
+
+# Code only benchmarks and tests use (the event generator behind
+# build/cdp-eventgen). Plain C++ like the core; never linked into cdp.so.
+TEST_SUPPORT_SOURCES = \
+	src/testing/event_generator.cpp

@@ -12,7 +12,7 @@
 #include <cstring>
 #include <string>
 
-#include "core/event_generator.hpp"
+#include "testing/event_generator.hpp"
 
 namespace {
 

@@ -32,12 +32,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/build/bench"
 mkdir -p "$out"
 bin="$out/cdp-ingest-bench"
-srcs="$root/bench/ingest_bench.cpp $root/src/core/event_generator.cpp $root/src/core/timestamp.cpp $root/src/core/json_util.cpp"
+srcs="$root/bench/ingest_bench.cpp $root/src/testing/event_generator.cpp $root/src/core/timestamp.cpp $root/src/core/json_util.cpp"
 # Rebuilt only when a source or header is newer than the binary.
 stale=0
 [ -x "$bin" ] || stale=1
 # shellcheck disable=SC3013 # -nt: dash and bash both have it
-for f in $srcs "$root"/src/core/*.hpp; do [ "$f" -nt "$bin" ] && stale=1; done
+for f in $srcs "$root"/src/core/*.hpp "$root"/src/testing/*.hpp; do [ "$f" -nt "$bin" ] && stale=1; done
 if [ "$stale" = 1 ]; then
   # No -Werror here: warnings are gated by the CMake and PGXS builds, and a
   # benchmark should not stop on a new warning in a file it merely links.

@@ -18,7 +18,7 @@
 
 #include <rapidjson/document.h>
 
-#include "core/event_generator.hpp"
+#include "testing/event_generator.hpp"
 #include "core/json_util.hpp"
 
 namespace {

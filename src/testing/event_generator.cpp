@@ -1,4 +1,4 @@
-#include "core/event_generator.hpp"
+#include "testing/event_generator.hpp"
 
 #include <cstdio>
 #include <string_view>
