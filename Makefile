@@ -18,11 +18,13 @@ INSTALL_PIECES := $(sort $(wildcard sql/install/*.sql))
 DATA = sql/cdp--0.1.0.sql $(wildcard sql/cdp--*--*.sql)
 DATA_built = sql/cdp--$(EXTVERSION).sql
 
-# pg_regress suites: sql/<name>.sql against expected/<name>.out, in this order.
+# pg_regress suites: test/regress/sql/<name>.sql against
+# test/regress/expected/<name>.out, in this order.
 REGRESS = schema sources ingest validation dedup typed partitions identity segments computed audience_repair privacy poison
-REGRESS_OPTS = --load-extension=cdp
-# Isolation specs (specs/<name>.spec): concurrent sessions racing.
+REGRESS_OPTS = --inputdir=test/regress --load-extension=cdp
+# Isolation specs (test/regress/specs/<name>.spec): concurrent sessions racing.
 ISOLATION = processor_order
+ISOLATION_OPTS = --inputdir=test/regress
 
 PG_CONFIG ?= pg_config
 # C++20; -Werror unless CDP_WERROR=0. No LLVM bitcode: it would need clang to
