@@ -1,10 +1,7 @@
 -- Segments and computed traits stay right when the graph is repaired
 -- (unmerge, rebuild), when definitions are written straight into the tables,
 -- and when a group call changes an account other profiles belong to.
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
-update cdp.processor_state set paused = true;
+\i test/regress/sql/setup.sql
 set cdp.test_clock = '2025-01-10T12:00:00Z';
 create function pg_temp.views(anon text) returns jsonb language sql as $$
   select pc.computed->'views' from cdp.profile_computed pc

@@ -1,13 +1,5 @@
 -- Computed traits: aggregates over each profile's events, kept as events arrive.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
--- The processor worker waits while we process by hand, so every step is deterministic.
-update cdp.processor_state set paused = true;
-create function pg_temp.err(q text) returns text language plpgsql as $$
-begin execute q; return 'no error';
-exception when others then return sqlstate || ': ' || sqlerrm; end $$;
+\i test/regress/sql/setup.sql
 -- A person's name in this suite: their user id.
 create function pg_temp.who(p bigint) returns text language sql as $$
   select value from cdp.identities where profile_id = p and type = 'user_id' $$;

@@ -1,8 +1,5 @@
 -- Deduplication: a repeated messageId from the same source is stored once.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
+\i test/regress/sql/setup.sql
 
 set cdp.test_clock = '2025-03-01T12:00:00Z';
 select cdp.create_source('app') as app_key \gset

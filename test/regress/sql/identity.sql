@@ -1,10 +1,5 @@
 -- Identity resolution: events become people.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
--- The processor worker waits while we process by hand, so every step is deterministic.
-update cdp.processor_state set paused = true;
+\i test/regress/sql/setup.sql
 create function pg_temp.person(t text, v text) returns table (type text, value text) language sql as $$
   select type, value from cdp.identities where profile_id = cdp.profile_id(t, v) order by 1, 2 $$;
 

@@ -1,8 +1,5 @@
 -- cdp.ingest: one Segment message or a batch, validated and stored.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
+\i test/regress/sql/setup.sql
 
 -- A settable clock makes receivedAt predictable.
 set cdp.test_clock = '2025-03-01T12:00:00Z';

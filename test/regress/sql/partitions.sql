@@ -1,12 +1,6 @@
 -- Partitions of cdp.events are created ahead, so no insert fails at midnight.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
+\i test/regress/sql/setup.sql
 
-create function pg_temp.err(q text) returns text language plpgsql as $$
-begin execute q; return 'no error';
-exception when others then return sqlstate || ': ' || sqlerrm; end $$;
 create function pg_temp.parts() returns setof text language sql as $$
   select c.relname::text from pg_inherits i join pg_class c on c.oid = i.inhrelid
    where i.inhparent = 'cdp.events'::regclass and c.relname < 'events_2100' order by 1 $$;

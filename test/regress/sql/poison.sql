@@ -1,14 +1,7 @@
 -- Issue 11: no single input or state may crash or stall the processor.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
-update cdp.processor_state set paused = true;
+\i test/regress/sql/setup.sql
 -- A regression must fail here, not hang the suite.
 set statement_timeout = '30s';
-create function pg_temp.err(q text) returns text language plpgsql as $$
-begin execute q; return 'no error';
-exception when others then return sqlstate || ': ' || sqlerrm; end $$;
 set cdp.test_clock = '2025-03-01T10:00:00Z';
 
 ------------------------------------------------------------------------------

@@ -1,13 +1,5 @@
 -- Privacy: consent, erasure, subject access, retention, the audit log and what analysts see.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
--- The processor worker waits while we process by hand, so every step is deterministic.
-update cdp.processor_state set paused = true;
-create function pg_temp.err(q text) returns text language plpgsql as $$
-begin execute q; return 'no error';
-exception when others then return sqlstate || ': ' || sqlerrm; end $$;
+\i test/regress/sql/setup.sql
 -- A person's latest consent, found by their user id.
 create function pg_temp.consent(uid text) returns table (preferences jsonb, updated_at timestamptz, source text)
 language sql as $$

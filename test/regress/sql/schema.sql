@@ -1,4 +1,5 @@
 -- The schema a DBA gets from CREATE EXTENSION cdp.
+\i test/regress/sql/setup.sql
 select c.relname, c.relkind
   from pg_class c join pg_namespace n on n.oid = c.relnamespace
  where n.nspname = 'cdp' and c.relkind in ('r', 'p', 'S') and not c.relispartition

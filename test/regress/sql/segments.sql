@@ -1,13 +1,5 @@
 -- Audience segments: JSON rules evaluated per profile, in real time, with history.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
--- The processor worker waits while we process by hand, so every step is deterministic.
-update cdp.processor_state set paused = true;
-create function pg_temp.err(q text) returns text language plpgsql as $$
-begin execute q; return 'no error';
-exception when others then return sqlstate || ': ' || sqlerrm; end $$;
+\i test/regress/sql/setup.sql
 -- A profile's name in this suite: the user and anonymous ids it started with.
 create function pg_temp.who(p bigint) returns text language sql as $$
   select string_agg(value, '+' order by type desc, value) from cdp.identities

@@ -1,12 +1,5 @@
 -- Sources and write keys.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
-
-create function pg_temp.err(q text) returns text language plpgsql as $$
-begin execute q; return 'no error';
-exception when others then return sqlstate || ': ' || sqlerrm; end $$;
+\i test/regress/sql/setup.sql
 
 -- The built-in "sql" source takes SQL ingestion without a key.
 select id, name, write_key_hash is null as keyless from cdp.sources;

@@ -1,12 +1,6 @@
 -- The typed conveniences: named parameters, an error naming the field.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
+\i test/regress/sql/setup.sql
 
-create function pg_temp.err(q text) returns text language plpgsql as $$
-begin execute q; return 'no error';
-exception when others then return sqlstate || ': ' || sqlerrm; end $$;
 set cdp.test_clock = '2025-03-01T12:00:00Z';
 
 select cdp.track(event => 'Signed Up', user_id => 'u1', properties => '{"plan": "pro"}', message_id => 'ty1');

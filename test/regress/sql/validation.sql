@@ -1,12 +1,6 @@
 -- Every rule of the Tracking API, and what breaking it does.
--- (each suite starts from a fresh install, in UTC)
-drop extension cdp;
-create extension cdp;
-set timezone = 'UTC';
+\i test/regress/sql/setup.sql
 
-create function pg_temp.err(q text) returns text language plpgsql as $$
-begin execute q; return 'no error';
-exception when others then return sqlstate || ': ' || sqlerrm; end $$;
 set cdp.test_clock = '2025-03-01T12:00:00Z';
 
 -- Payload-level problems raise an error and store nothing.
