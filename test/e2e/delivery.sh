@@ -365,7 +365,7 @@ create_dest "$OPEN" "${SINK_URL[main]}/consent_all" '{"subscribe": {"events": [{
 # Event 3 carries no preferences and comes from someone with no consent on
 # record, so it is judged by that (nothing granted). (An event without
 # preferences from a person with consent on record is judged by their latest
-# consent: see sql/privacy.sql.)
+# consent: see test/regress/sql/privacy.sql.)
 sqlq "begin;
   $(track_sql "Consent Test" "$U-c" "$M-c-1" '{}' '{"consent": {"categoryPreferences": {"marketing": true, "analytics": false}}}')
   $(track_sql "Consent Test" "$U-c" "$M-c-2" '{}' '{"consent": {"categoryPreferences": {"marketing": false, "analytics": true}}}')
