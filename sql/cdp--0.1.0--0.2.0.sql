@@ -1,8 +1,8 @@
 -- cdp 0.1.0 -> 0.2.0: trust. Backups that hold the data, roles that cannot
 -- write past the ingestion functions, inputs that cannot stop a worker.
--- The fresh install script cdp--0.2.0.sql is built from cdp--0.1.0.sql and this
--- file (see the Makefile), so both ways to 0.2.0 give the same extension; the
--- upgrade test checks it.
+-- A fresh install of 0.2.0 runs sql/install/*.sql, which state the same schema
+-- directly; the upgrade test (test/e2e/upgrade.sh) checks that both ways to
+-- 0.2.0 give the same extension.
 \echo Use "ALTER EXTENSION cdp UPDATE TO '0.2.0'" to load this file. \quit
 
 ------------------------------------------------------------------------------
