@@ -199,7 +199,27 @@ using spi::kMaxArgs;
 
 namespace {
 
+Oid type_of(Param::Kind kind) {
+  switch (kind) {
+    case Param::Null:
+    case Param::Text: return TEXTOID;
+    case Param::Int8: return INT8OID;
+    case Param::Int4: return INT4OID;
+    case Param::Float8: return FLOAT8OID;
+    case Param::Timestamptz: return TIMESTAMPTZOID;
+    case Param::Bool: return BOOLOID;
+    case Param::Texts:
+    case Param::TextsOrNull: return TEXTARRAYOID;
+    case Param::Int8s: return INT8ARRAYOID;
+    case Param::Int4s: return INT4ARRAYOID;
+    case Param::Timestamptzs: return TIMESTAMPTZARRAYOID;
+    case Param::Bools: return BOOLARRAYOID;
+  }
+  elog(ERROR, "cdp: unknown parameter kind %d", static_cast<int>(kind));
+}
+
 Arg to_arg(const Param& p) {
+  if (p.null) return {type_of(p.kind), 0, true};
   switch (p.kind) {
     case Param::Null: return {TEXTOID, 0, true};
     case Param::Text: return spi::str(*static_cast<const std::string*>(p.p));
@@ -250,7 +270,8 @@ void copy_cell(Rows& out, HeapTuple tuple, TupleDesc desc, int col, Oid type) {
       case TIMESTAMPTZOID: c.i = clamp_timestamptz(DatumGetTimestampTz(d)); break;
       case TEXTOID:
       case VARCHAROID:
-      case BPCHAROID: {
+      case BPCHAROID:
+      case BYTEAOID: {  // bytea: its raw bytes, not the \x text form
         auto* t = reinterpret_cast<::text*>(PG_DETOAST_DATUM_PACKED(d));
         c.i = static_cast<int64_t>(out.text_.size());
         c.len = VARSIZE_ANY_EXHDR(t);

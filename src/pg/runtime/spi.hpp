@@ -101,6 +101,7 @@ struct Param {
   int64_t i = 0;
   double f = 0;
   const void* p = nullptr;  // the caller's string or vector: must outlive the call
+  bool null = false;        // a NULL of this kind's type (null_if)
 };
 inline Param text(const std::string& s) { return {s.empty() ? Param::Null : Param::Text, 0, 0, &s}; }  // "": NULL
 inline Param int8(int64_t v) { return {Param::Int8, v}; }
@@ -108,7 +109,13 @@ inline Param int4(int v) { return {Param::Int4, v}; }
 inline Param float8(double v) { return {Param::Float8, 0, v}; }
 inline Param timestamptz(Micros t) { return {Param::Timestamptz, t}; }
 inline Param boolean(bool b) { return {Param::Bool, b}; }
-inline Param null() { return {}; }
+inline Param null() { return {}; }  // a text NULL
+// p's type with a NULL value when `cond`: for `$1::int8[] is null or ...`,
+// where a text NULL would not plan.
+inline Param null_if(bool cond, Param p) {
+  p.null = cond;
+  return p;
+}
 inline Param texts(const std::vector<std::string>& v, bool empty_is_null = false) {
   return {empty_is_null ? Param::TextsOrNull : Param::Texts, 0, 0, &v};
 }
@@ -117,10 +124,11 @@ inline Param int4s(const std::vector<int>& v) { return {Param::Int4s, 0, 0, &v};
 inline Param timestamptzs(const std::vector<Micros>& v) { return {Param::Timestamptzs, 0, 0, &v}; }
 inline Param bools(const std::vector<bool>& v) { return {Param::Bools, 0, 0, &v}; }
 
-// A result copied out of SPI. Columns are numbered from 0. Only columns of
-// types int2/int4/int8, bool, float8, timestamptz and text (cast the rest
-// ::text) are read; NULL reads as 0, false or "". Reading a row or column the
-// result does not have is a cdp::Error(Internal), never a crash.
+// A result copied out of SPI. Columns are numbered from 0. Columns of types
+// int2/int4/int8, bool, float4/float8 and timestamptz read as numbers; text,
+// varchar and bytea (its raw bytes) as text; any other type in its text form.
+// NULL reads as 0, false or "". Reading a row or column the result does not
+// have is a cdp::Error(Internal), never a crash.
 class Rows {
  public:
   size_t size() const { return rows_; }
