@@ -10,6 +10,7 @@ extern "C" {
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 }
 
 namespace cdp::pg::spi {
@@ -24,19 +25,28 @@ Datum array(Datum* values, bool* nulls, int n, Oid elem) {
   return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, elem, len, byval, align));
 }
 
-template <class T, class F>
-Arg make_array(const std::vector<T>& v, Oid array_type, Oid elem, F to_datum, bool empty_is_null = false) {
-  int n = static_cast<int>(v.size());
+// An array of n elements, element i being datum_at(i, nulls[i]).
+template <class F>
+Arg filled_array(size_t rows, Oid array_type, Oid elem, F datum_at) {
+  if (rows > MaxArraySize) elog(ERROR, "cdp: an array parameter of %zu elements", rows);
+  int n = static_cast<int>(rows);
   Datum* values = static_cast<Datum*>(palloc(sizeof(Datum) * (n + 1)));
   bool* nulls = static_cast<bool*>(palloc0(sizeof(bool) * (n + 1)));
-  for (int i = 0; i < n; i++) {
-    if constexpr (std::is_same_v<T, std::string>) {
-      nulls[i] = empty_is_null && v[i].empty();
-      if (nulls[i]) continue;
-    }
-    values[i] = to_datum(v[i]);
-  }
+  for (int i = 0; i < n; i++) values[i] = datum_at(static_cast<size_t>(i), nulls[i]);
   return {array_type, array(values, nulls, n, elem), false};
+}
+
+Datum text_datum(const char* s, size_t len) { return PointerGetDatum(cstring_to_text_with_len(s, static_cast<int>(len))); }
+
+template <class T, class F>
+Arg make_array(const std::vector<T>& v, Oid array_type, Oid elem, F to_datum, bool empty_is_null = false) {
+  return filled_array(v.size(), array_type, elem, [&](size_t i, bool& null) -> Datum {
+    if constexpr (std::is_same_v<T, std::string>) {
+      null = empty_is_null && v[i].empty();
+      if (null) return 0;
+    }
+    return to_datum(v[i]);
+  });
 }
 
 constexpr int kMaxArgs = 64;
@@ -83,7 +93,7 @@ void marshal(const Arg* args, int nargs, Datum* values, char* nulls) {
 
 Arg str(const std::string& s) {
   if (s.empty()) return {TEXTOID, 0, true};
-  return {TEXTOID, PointerGetDatum(cstring_to_text_with_len(s.data(), s.size())), false};
+  return {TEXTOID, text_datum(s.data(), s.size()), false};
 }
 Arg int8(int64_t v) { return {INT8OID, Int64GetDatum(v), false}; }
 Arg int4(int v) { return {INT4OID, Int32GetDatum(v), false}; }
@@ -91,9 +101,8 @@ Arg float8(double v) { return {FLOAT8OID, Float8GetDatum(v), false}; }
 Arg timestamptz(Micros t) { return {TIMESTAMPTZOID, TimestampTzGetDatum(to_pg(t)), false}; }
 
 Arg text_array(const std::vector<std::string>& v, bool empty_is_null) {
-  return make_array(v, TEXTARRAYOID, TEXTOID, [](const std::string& s) {
-    return PointerGetDatum(cstring_to_text_with_len(s.data(), s.size()));
-  }, empty_is_null);
+  return make_array(v, TEXTARRAYOID, TEXTOID, [](const std::string& s) { return text_datum(s.data(), s.size()); },
+                    empty_is_null);
 }
 Arg int8_array(const std::vector<int64_t>& v) {
   return make_array(v, INT8ARRAYOID, INT8OID, [](int64_t x) { return Int64GetDatum(x); });
@@ -214,6 +223,9 @@ Oid type_of(Param::Kind kind) {
     case Param::Int4s: return INT4ARRAYOID;
     case Param::Timestamptzs: return TIMESTAMPTZARRAYOID;
     case Param::Bools: return BOOLARRAYOID;
+    case Param::TextColumn: return TEXTARRAYOID;
+    case Param::TimestamptzColumn: return TIMESTAMPTZARRAYOID;
+    case Param::Int4Column: return INT4ARRAYOID;
   }
   elog(ERROR, "cdp: unknown parameter kind %d", static_cast<int>(kind));
 }
@@ -234,6 +246,23 @@ Arg to_arg(const Param& p) {
     case Param::Int4s: return spi::int4_array(*static_cast<const std::vector<int>*>(p.p));
     case Param::Timestamptzs: return spi::timestamptz_array(*static_cast<const std::vector<Micros>*>(p.p));
     case Param::Bools: return spi::bool_array(*static_cast<const std::vector<bool>*>(p.p));
+    case Param::TextColumn:
+      return spi::filled_array(static_cast<size_t>(p.i), TEXTARRAYOID, TEXTOID, [&](size_t r, bool& null) -> Datum {
+        std::string_view s = p.at.text(p.p, r);
+        null = s.empty();
+        return null ? 0 : spi::text_datum(s.data(), s.size());
+      });
+    case Param::TimestamptzColumn:
+      return spi::filled_array(static_cast<size_t>(p.i), TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
+                               [&](size_t r, bool& null) -> Datum {
+                                 std::optional<Micros> t = p.at.time(p.p, r);
+                                 null = !t;
+                                 return null ? 0 : TimestampTzGetDatum(to_pg(*t));
+                               });
+    case Param::Int4Column:
+      return spi::filled_array(static_cast<size_t>(p.i), INT4ARRAYOID, INT4OID, [&](size_t r, bool&) -> Datum {
+        return Int32GetDatum(p.at.int4(p.p, r));
+      });
   }
   elog(ERROR, "cdp: unknown parameter kind %d", static_cast<int>(p.kind));
 }

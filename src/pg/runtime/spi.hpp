@@ -9,7 +9,9 @@ extern "C" {
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/timestamp.hpp"
@@ -94,14 +96,25 @@ Micros get_timestamptz(uint64 row, int col);
 
 namespace cdp::pg::sql {
 
+// Row `row` of a column the caller keeps in its own objects (see text_column).
+using TextAt = std::string_view (*)(const void* ctx, size_t row);     // "": NULL
+using TimeAt = std::optional<Micros> (*)(const void* ctx, size_t row);  // nullopt: NULL
+using Int4At = int (*)(const void* ctx, size_t row);
+
 struct Param {
   enum Kind : uint8_t { Null, Text, Int8, Int4, Float8, Timestamptz, Bool, Texts, TextsOrNull, Int8s, Int4s,
-                        Timestamptzs, Bools };
+                        Timestamptzs, Bools, TextColumn, TimestamptzColumn, Int4Column };
+  union At {
+    TextAt text;
+    TimeAt time;
+    Int4At int4;
+  };
   Kind kind = Null;
-  int64_t i = 0;
+  int64_t i = 0;            // a value; a column: its rows
   double f = 0;
-  const void* p = nullptr;  // the caller's string or vector: must outlive the call
+  const void* p = nullptr;  // the caller's string, vector or column context: must outlive the call
   bool null = false;        // a NULL of this kind's type (null_if)
+  At at = {nullptr};        // a column's reader
 };
 inline Param text(const std::string& s) { return {s.empty() ? Param::Null : Param::Text, 0, 0, &s}; }  // "": NULL
 inline Param int8(int64_t v) { return {Param::Int8, v}; }
@@ -123,6 +136,25 @@ inline Param int8s(const std::vector<int64_t>& v) { return {Param::Int8s, 0, 0, 
 inline Param int4s(const std::vector<int>& v) { return {Param::Int4s, 0, 0, &v}; }
 inline Param timestamptzs(const std::vector<Micros>& v) { return {Param::Timestamptzs, 0, 0, &v}; }
 inline Param bools(const std::vector<bool>& v) { return {Param::Bools, 0, 0, &v}; }
+// Arrays read straight from the caller's objects, for a batch's payload
+// strings: the marshalling calls read(ctx, r) for r in [0, rows) inside the
+// guard and copies each value into Postgres memory, with no C++ copy first.
+// read returns a view of what ctx holds and declares nothing with a destructor.
+inline Param text_column(size_t rows, const void* ctx, TextAt read) {
+  Param p{Param::TextColumn, static_cast<int64_t>(rows), 0, ctx};
+  p.at.text = read;
+  return p;
+}
+inline Param timestamptz_column(size_t rows, const void* ctx, TimeAt read) {
+  Param p{Param::TimestamptzColumn, static_cast<int64_t>(rows), 0, ctx};
+  p.at.time = read;
+  return p;
+}
+inline Param int4_column(size_t rows, const void* ctx, Int4At read) {
+  Param p{Param::Int4Column, static_cast<int64_t>(rows), 0, ctx};
+  p.at.int4 = read;
+  return p;
+}
 
 // A result copied out of SPI. Columns are numbered from 0. Columns of types
 // int2/int4/int8, bool, float4/float8 and timestamptz read as numbers; text,
