@@ -13,8 +13,16 @@ extern "C" {
 #include "utils/memutils.h"
 }
 
+// Everything of the spi namespace here is this file's: plans, marshalling
+// and the statement itself, run by sql:: inside its guard.
 namespace cdp::pg::spi {
 namespace {
+
+struct Arg {
+  Oid type;
+  Datum value;
+  bool isnull;
+};
 
 Datum array(Datum* values, bool* nulls, int n, Oid elem) {
   int16 len;
@@ -89,9 +97,7 @@ void marshal(const Arg* args, int nargs, Datum* values, char* nulls) {
   }
 }
 
-}  // namespace
-
-Arg str(const std::string& s) {
+Arg str(const std::string& s) {  // "": NULL
   if (s.empty()) return {TEXTOID, 0, true};
   return {TEXTOID, text_datum(s.data(), s.size()), false};
 }
@@ -100,7 +106,7 @@ Arg int4(int v) { return {INT4OID, Int32GetDatum(v), false}; }
 Arg float8(double v) { return {FLOAT8OID, Float8GetDatum(v), false}; }
 Arg timestamptz(Micros t) { return {TIMESTAMPTZOID, TimestampTzGetDatum(to_pg(t)), false}; }
 
-Arg text_array(const std::vector<std::string>& v, bool empty_is_null) {
+Arg text_array(const std::vector<std::string>& v, bool empty_is_null = false) {
   return make_array(v, TEXTARRAYOID, TEXTOID, [](const std::string& s) { return text_datum(s.data(), s.size()); },
                     empty_is_null);
 }
@@ -117,6 +123,8 @@ Arg bool_array(const std::vector<bool>& v) {
   return make_array(v, BOOLARRAYOID, BOOLOID, [](bool b) { return BoolGetDatum(b); });
 }
 
+// Runs `sql` (a string literal: its address keys a plan kept for the backend's
+// life) and checks the result code. Returns SPI_processed.
 uint64 exec(const char* sql, const Arg* args, int nargs, int expected) {
   SPIPlanPtr p = plan_for(sql, args, nargs);
   Datum values[kMaxArgs];
@@ -127,74 +135,7 @@ uint64 exec(const char* sql, const Arg* args, int nargs, int expected) {
   return SPI_processed;
 }
 
-uint64 exec(const char* sql, int expected) { return exec(sql, nullptr, 0, expected); }
-
-void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*read)(uint64, void*), void* ctx) {
-  SPIPlanPtr p = plan_for(sql, args, nargs);
-  Datum values[kMaxArgs];
-  char nulls[kMaxArgs];
-  marshal(args, nargs, values, nulls);
-  // read_only = false: a fresh snapshot that sees what this transaction wrote so far.
-  Portal portal = SPI_cursor_open(nullptr, p, values, nulls, false);
-  if (!portal) elog(ERROR, "cdp: could not open a cursor: %s", sql);
-  for (;;) {
-    SPI_cursor_fetch(portal, true, batch);
-    uint64 n = SPI_processed;
-    if (n == 0) break;
-    read(n, ctx);  // may throw C++: no PG_TRY frame between here and the caller's pg::call
-    SPI_freetuptable(SPI_tuptable);
-  }
-  SPI_cursor_close(portal);
-}
-
-// A row past the end of the result (a singleton row someone deleted, a
-// statement that returned nothing) is an error, never a read of vals[row].
-static Datum value(uint64 row, int col, bool* isnull) {
-  if (!SPI_tuptable || row >= SPI_tuptable->numvals || col < 1 || col > SPI_tuptable->tupdesc->natts)
-    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                    errmsg("cdp: row %llu, column %d of a result of %llu rows read", (unsigned long long)row, col,
-                           (unsigned long long)(SPI_tuptable ? SPI_tuptable->numvals : 0))));
-  return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
-}
-int64_t get_int8(uint64 row, int col, int64_t if_null) {
-  bool n;
-  Datum d = value(row, col, &n);
-  return n ? if_null : DatumGetInt64(d);
-}
-int get_int4(uint64 row, int col, int if_null) {
-  bool n;
-  Datum d = value(row, col, &n);
-  return n ? if_null : DatumGetInt32(d);
-}
-bool get_bool(uint64 row, int col) {
-  bool n;
-  Datum d = value(row, col, &n);
-  return !n && DatumGetBool(d);
-}
-bool is_null(uint64 row, int col) {
-  bool n;
-  value(row, col, &n);
-  return n;
-}
-std::string get_text(uint64 row, int col) {
-  bool n;
-  Datum d = value(row, col, &n);
-  if (n) return {};
-  auto* t = reinterpret_cast<::text*>(PG_DETOAST_DATUM_PACKED(d));
-  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
-Micros get_timestamptz(uint64 row, int col) {
-  bool n;
-  Datum d = value(row, col, &n);
-  if (n) return 0;
-  // 'infinity', '-infinity' and times past year 9999 (a direct insert) are
-  // clamped into the core's range: window arithmetic on them must not overflow.
-  TimestampTz t = DatumGetTimestampTz(d);
-  if (t > to_pg(kLatest)) return kLatest;
-  if (t < to_pg(kEarliest)) return kEarliest;
-  return from_pg(t);
-}
-
+}  // namespace
 }  // namespace cdp::pg::spi
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,8 @@
-// SPI helpers for set-based statements with array parameters. Every function
-// here calls Postgres and must run inside pg::call (it may ereport).
+// The glue's one way to SPI. sql:: (below) runs statements and reads their
+// results; spi::connected brackets a connection; spi::check_interrupts serves
+// a pending interrupt. The SPI calls themselves (the plan cache, marshalling,
+// result access) live in spi.cpp only: the glue runs its statements through
+// sql::, never inside a pg::call body of its own.
 #pragma once
 extern "C" {
 #include "postgres.h"
@@ -18,42 +21,6 @@ extern "C" {
 #include "pg/runtime/guard.hpp"
 
 namespace cdp::pg::spi {
-
-struct Arg {
-  Oid type;
-  Datum value;
-  bool isnull;
-};
-
-Arg str(const std::string& s);  // text; empty string: NULL
-Arg int8(int64_t v);
-Arg int4(int v);
-Arg float8(double v);
-Arg timestamptz(Micros t);
-Arg text_array(const std::vector<std::string>& v, bool empty_is_null = false);
-Arg int8_array(const std::vector<int64_t>& v);
-Arg int4_array(const std::vector<int>& v);
-Arg timestamptz_array(const std::vector<Micros>& v);
-Arg bool_array(const std::vector<bool>& v);
-
-// Runs `sql` (a string literal: its address keys a plan kept for the backend's
-// life) and checks the result code. Returns SPI_processed.
-uint64 exec(const char* sql, const Arg* args, int nargs, int expected);
-inline uint64 exec(const char* sql, std::initializer_list<Arg> args, int expected) {
-  return exec(sql, args.begin(), static_cast<int>(args.size()), expected);
-}
-uint64 exec(const char* sql, int expected);
-
-// Runs `sql` through a cursor, `batch` rows at a time, and calls
-// read(n) after each fetch while the rows are the current result (read them
-// with get_*; read must copy them out and run no statement itself). For
-// results too large to hold at once.
-void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*read)(uint64 n, void* ctx), void* ctx);
-template <class F>
-void each_batch(const char* sql, std::initializer_list<Arg> args, long batch, F&& read) {
-  each_batch(sql, args.begin(), static_cast<int>(args.size()), batch,
-             [](uint64 n, void* f) { (*static_cast<F*>(f))(n); }, &read);
-}
 
 // Runs f (C++ that reaches Postgres through pg::call) inside an SPI connection
 // and returns its result. If f throws, the aborting transaction closes SPI.
@@ -74,15 +41,6 @@ inline void check_interrupts() {
   if (unlikely(InterruptPending)) call([] { CHECK_FOR_INTERRUPTS(); });
 }
 
-// Result access for the last statement. Reading a row the result does not
-// have is an ERROR (not a crash).
-int64_t get_int8(uint64 row, int col, int64_t if_null = 0);
-int get_int4(uint64 row, int col, int if_null = 0);
-bool get_bool(uint64 row, int col);
-bool is_null(uint64 row, int col);
-std::string get_text(uint64 row, int col);  // NULL: empty
-Micros get_timestamptz(uint64 row, int col);
-
 }  // namespace cdp::pg::spi
 
 // ---------------------------------------------------------------------------
@@ -91,8 +49,7 @@ Micros get_timestamptz(uint64 row, int col);
 // the statement inside pg::call themselves; a result comes back as Rows,
 // copied out of SPI inside the guard into plain buffers, read outside it.
 // Code using these needs no pg::call of its own, so no C++ object can be
-// declared where a Postgres error would longjmp over it. (spi:: above is
-// what they are built on.)
+// declared where a Postgres error would longjmp over it.
 
 namespace cdp::pg::sql {
 
