@@ -52,7 +52,7 @@ constexpr int kChunk = 5000;          // profiles per bulk step
 constexpr size_t kNotifyEach = 100;   // more changes than this in one write: one summary per segment
 
 void lock_processor() {
-  call([] { spi::exec("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT); });
+  sql::run("select pg_advisory_xact_lock(hashtext('cdp.processor'))", SPI_OK_SELECT);
 }
 
 Micros now_micros() { return from_pg(pg::now()); }
@@ -67,12 +67,11 @@ struct Definitions {
 
 Definitions read_definitions() {
   Definitions d;
-  call([&] {
-    uint64 n = spi::exec("select segment_id, name, rule::text from cdp.segments order by segment_id", SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) d.segments.push_back({spi::get_int8(r, 1), spi::get_text(r, 2), spi::get_text(r, 3)});
-    n = spi::exec("select name, definition::text from cdp.computed_traits order by name", SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) d.computed.push_back({spi::get_text(r, 1), spi::get_text(r, 2)});
-  });
+  sql::Rows segments = sql::select("select segment_id, name, rule::text from cdp.segments order by segment_id");
+  for (size_t r = 0; r < segments.size(); r++)
+    d.segments.push_back({segments.int8(r, 0), segments.str(r, 1), segments.str(r, 2)});
+  sql::Rows computed = sql::select("select name, definition::text from cdp.computed_traits order by name");
+  for (size_t r = 0; r < computed.size(); r++) d.computed.push_back({computed.str(r, 0), computed.str(r, 1)});
   return d;
 }
 
@@ -115,57 +114,37 @@ States build(const Audience& a, const std::vector<size_t>& which, const std::vec
     if (d.window == 0) all_windowed = false;
     else oldest = std::min(oldest, now - d.window - d.bucket);
   }
-  spi::Arg name_arg = spi::text_array(names), since = spi::timestamptz(oldest), ids = spi::int8_array(only);
-  call([&] {
-    if (!all_named) name_arg.isnull = true;
-    if (!all_windowed) since.isnull = true;
-    if (only.empty()) ids.isnull = true;
-  });
-  struct Row {
-    int64_t profile, id;
-    MessageType type;
-    Micros time;
-    std::string name, properties;
-  };
-  std::vector<Row> rows;
-  auto fold_rows = [&] {
-    for (Row& r : rows) {
-      rapidjson::Document props;
-      bool parsed = !r.properties.empty() && !parse_json(props, r.properties).IsError();
-      computed::EventInput e{r.id, r.type, r.name, r.time, parsed ? &props : nullptr};
-      auto it = out.find(r.profile);
-      if (it == out.end()) it = out.emplace(r.profile, a.fresh()).first;
-      for (size_t i : which) a.fold(it->second, i, e);
-    }
-    rows.clear();
-  };
-  call([&] {
-    spi::each_batch(
-        "select m.canonical_id, e.id, e.type, coalesce(e.event, e.name, ''), e.\"timestamp\","
-        " coalesce(e.properties::text, '')"
-        " from cdp.events e join cdp.event_profiles ep on ep.event_id = e.id"
-        " join cdp.profile_map m on m.profile_id = ep.profile_id"
-        " where ($1::text[] is null or coalesce(e.event, e.name) = any($1))"
-        "   and ($2::timestamptz is null or e.\"timestamp\" >= $2)"
-        "   and ($3::int8[] is null or m.canonical_id = any($3))",
-        {name_arg, since, ids}, 10000, [&](uint64 n) {
-          for (uint64 r = 0; r < n; r++)
-            rows.push_back({spi::get_int8(r, 1), spi::get_int8(r, 2),
-                            parse_message_type(spi::get_text(r, 3)).value_or(MessageType::Track),
-                            spi::get_timestamptz(r, 5), spi::get_text(r, 4), spi::get_text(r, 6)});
-          fold_rows();
-        });
-  });
+  sql::each(
+      "select m.canonical_id, e.id, e.type, coalesce(e.event, e.name, ''), e.\"timestamp\","
+      " coalesce(e.properties::text, '')"
+      " from cdp.events e join cdp.event_profiles ep on ep.event_id = e.id"
+      " join cdp.profile_map m on m.profile_id = ep.profile_id"
+      " where ($1::text[] is null or coalesce(e.event, e.name) = any($1))"
+      "   and ($2::timestamptz is null or e.\"timestamp\" >= $2)"
+      "   and ($3::int8[] is null or m.canonical_id = any($3))",
+      {sql::null_if(!all_named, sql::texts(names)), sql::null_if(!all_windowed, sql::timestamptz(oldest)),
+       sql::null_if(only.empty(), sql::int8s(only))},
+      10000, [&](const sql::Rows& rows) {
+        for (size_t r = 0; r < rows.size(); r++) {
+          rapidjson::Document props;
+          std::string_view properties = rows.text(r, 5);
+          bool parsed = !properties.empty() && !parse_json(props, properties).IsError();
+          computed::EventInput e{rows.int8(r, 1), parse_message_type(rows.text(r, 2)).value_or(MessageType::Track),
+                                 rows.text(r, 3), rows.timestamptz(r, 4), parsed ? &props : nullptr};
+          int64_t profile = rows.int8(r, 0);
+          auto it = out.find(profile);
+          if (it == out.end()) it = out.emplace(profile, a.fresh()).first;
+          for (size_t i : which) a.fold(it->second, i, e);
+        }
+      });
   return out;
 }
 
 // Aggregates the database has no state for yet.
 std::vector<size_t> unbuilt(const Audience& a) {
   std::set<std::string> built;
-  call([&] {
-    uint64 n = spi::exec("select key from cdp.aggregates_built", SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) built.insert(spi::get_text(r, 1));
-  });
+  sql::Rows rows = sql::select("select key from cdp.aggregates_built");
+  for (size_t r = 0; r < rows.size(); r++) built.insert(rows.str(r, 0));
   std::vector<size_t> out;
   for (size_t i = 0; i < a.aggregates().size(); i++)
     if (!built.count(a.aggregates()[i].key)) out.push_back(i);
@@ -179,12 +158,10 @@ void record_built(const Audience& a, const std::vector<size_t>& which) {
     defs.push_back(a.aggregates()[i].definition.key);
   }
   for (auto& agg : a.aggregates()) live.push_back(agg.key);
-  call([&] {
-    spi::exec("delete from cdp.aggregates_built where key <> all($1)", {spi::text_array(live)}, SPI_OK_DELETE);
-    spi::exec("insert into cdp.aggregates_built (key, definition) select k, d::jsonb from unnest($1::text[], $2::text[])"
-              " x(k, d) on conflict (key) do nothing",
-              {spi::text_array(keys), spi::text_array(defs)}, SPI_OK_INSERT);
-  });
+  sql::run("delete from cdp.aggregates_built where key <> all($1)", {sql::texts(live)}, SPI_OK_DELETE);
+  sql::run("insert into cdp.aggregates_built (key, definition) select k, d::jsonb from unnest($1::text[], $2::text[])"
+           " x(k, d) on conflict (key) do nothing",
+           {sql::texts(keys), sql::texts(defs)}, SPI_OK_INSERT);
 }
 
 // ---------------------------------------------------------------------------
@@ -204,54 +181,49 @@ struct Stored {
 std::map<int64_t, Stored> load(const Audience& a, const std::vector<int64_t>& ids, bool contiguous = false) {
   std::map<int64_t, Stored> out;
   if (ids.empty()) return out;
-  call([&] {
-    spi::Arg list = spi::int8_array(ids), lo = spi::int8(ids.front()), hi = spi::int8(ids.back());
-    uint64 n = contiguous
-        ? spi::exec("select p.profile_id, p.traits::text, coalesce(pc.state::text, ''), coalesce(pc.computed::text, ''),"
-                    " pc.next_expiry, pc.profile_id is not null"
-                    " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
-                    " where p.profile_id between $1 and $2",
-                    {lo, hi}, SPI_OK_SELECT)
-        : spi::exec("select p.profile_id, p.traits::text, coalesce(pc.state::text, ''), coalesce(pc.computed::text, ''),"
-                    " pc.next_expiry, pc.profile_id is not null"
-                    " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
-                    " where p.profile_id = any($1)",
-                    {list}, SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) {
-      Stored& s = out[spi::get_int8(r, 1)];
-      s.traits = spi::get_text(r, 2);
-      s.state = spi::get_text(r, 3);
-      s.computed = spi::get_text(r, 4);
-      s.next_expiry = spi::get_timestamptz(r, 5);
-      s.has_row = spi::get_bool(r, 6);
-    }
-    n = contiguous ? spi::exec("select profile_id, segment_id from cdp.segment_membership"
-                               " where profile_id between $1 and $2 and exited_at is null",
-                               {lo, hi}, SPI_OK_SELECT)
-                   : spi::exec("select profile_id, segment_id from cdp.segment_membership"
-                               " where profile_id = any($1) and exited_at is null",
-                               {list}, SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) {
-      auto it = out.find(spi::get_int8(r, 1));
-      if (it != out.end()) it->second.segments.insert(spi::get_int8(r, 2));
-    }
-  });
+  sql::Param list = sql::int8s(ids), lo = sql::int8(ids.front()), hi = sql::int8(ids.back());
+  sql::Rows profiles =
+      contiguous
+          ? sql::select("select p.profile_id, p.traits::text, coalesce(pc.state::text, ''),"
+                        " coalesce(pc.computed::text, ''), pc.next_expiry, pc.profile_id is not null"
+                        " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
+                        " where p.profile_id between $1 and $2",
+                        {lo, hi})
+          : sql::select("select p.profile_id, p.traits::text, coalesce(pc.state::text, ''),"
+                        " coalesce(pc.computed::text, ''), pc.next_expiry, pc.profile_id is not null"
+                        " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
+                        " where p.profile_id = any($1)",
+                        {list});
+  for (size_t r = 0; r < profiles.size(); r++) {
+    Stored& s = out[profiles.int8(r, 0)];
+    s.traits = profiles.str(r, 1);
+    s.state = profiles.str(r, 2);
+    s.computed = profiles.str(r, 3);
+    s.next_expiry = profiles.timestamptz(r, 4);
+    s.has_row = profiles.boolean(r, 5);
+  }
+  sql::Rows members = contiguous ? sql::select("select profile_id, segment_id from cdp.segment_membership"
+                                               " where profile_id between $1 and $2 and exited_at is null",
+                                               {lo, hi})
+                                 : sql::select("select profile_id, segment_id from cdp.segment_membership"
+                                               " where profile_id = any($1) and exited_at is null",
+                                               {list});
+  for (size_t r = 0; r < members.size(); r++) {
+    auto it = out.find(members.int8(r, 0));
+    if (it != out.end()) it->second.segments.insert(members.int8(r, 1));
+  }
   if (!a.uses_accounts()) return out;
-  std::vector<std::tuple<int64_t, std::string, std::string>> accounts;
-  call([&] {
-    uint64 n = spi::exec(
-        "select distinct m.canonical_id, a.group_id, a.traits::text from cdp.profile_accounts pa"
-        " join cdp.profile_map m on m.profile_id = pa.profile_id join cdp.accounts a on a.group_id = pa.group_id"
-        " where m.canonical_id = any($1)",
-        {spi::int8_array(ids)}, SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) accounts.emplace_back(spi::get_int8(r, 1), spi::get_text(r, 2), spi::get_text(r, 3));
-  });
-  for (auto& [p, id, traits] : accounts) {
-    auto it = out.find(p);
+  sql::Rows accounts = sql::select(
+      "select distinct m.canonical_id, a.group_id, a.traits::text from cdp.profile_accounts pa"
+      " join cdp.profile_map m on m.profile_id = pa.profile_id join cdp.accounts a on a.group_id = pa.group_id"
+      " where m.canonical_id = any($1)",
+      {sql::int8s(ids)});
+  for (size_t r = 0; r < accounts.size(); r++) {
+    auto it = out.find(accounts.int8(r, 0));
     if (it == out.end()) continue;
     AccountData acc;
-    acc.id = id;
-    if (parse_json(acc.traits, traits).IsError() || !acc.traits.IsObject()) acc.traits.SetObject();
+    acc.id = accounts.str(r, 1);
+    if (parse_json(acc.traits, accounts.text(r, 2)).IsError() || !acc.traits.IsObject()) acc.traits.SetObject();
     it->second.accounts.push_back(std::move(acc));
   }
   return out;
@@ -324,44 +296,40 @@ void write_changes(const std::vector<int64_t>& enter_segment, const std::vector<
   }
   bool each = kinds.size() <= kNotifyEach;
   call([] { note_deliveries_queued(); });  // the outbox trigger may queue deliveries
-  call([&] {
-    spi::exec("update cdp.segment_membership sm set exited_at = $3 from unnest($1::int8[], $2::int8[]) x(s, p)"
-              " where sm.segment_id = x.s and sm.profile_id = x.p and sm.exited_at is null",
-              {spi::int8_array(exit_segment), spi::int8_array(exit_profile), spi::timestamptz(now)}, SPI_OK_UPDATE);
-    spi::exec("insert into cdp.segment_membership (segment_id, profile_id, entered_at)"
-              " select s, p, $3 from unnest($1::int8[], $2::int8[]) x(s, p)",
-              {spi::int8_array(enter_segment), spi::int8_array(enter_profile), spi::timestamptz(now)}, SPI_OK_INSERT);
-    spi::exec("with x as (select k, p, s, n from unnest($1::text[], $2::int8[], $3::int8[]) with ordinality x(k, p, s, n)),"
-              " named as (select x.*, sg.name from x left join cdp.segments sg on sg.segment_id = x.s),"
-              " o as (insert into cdp.outbox (kind, profile_id, segment_id, payload, occurred_at)"
-              "   select k, p, s, jsonb_build_object('type', k, 'segment', name, 'segment_id', s, 'profile_id', p,"
-              "     'at', $4::timestamptz), $4 from named order by n returning 1)"
-              " select pg_notify('cdp_segment', m) from ("
-              "   select jsonb_build_object('type', k, 'segment', name, 'segment_id', s, 'profile_id', p)::text m, n"
-              "     from named where $5"
-              "   union all"
-              "   select jsonb_build_object('segment', name, 'segment_id', s,"
-              "     'entered', count(*) filter (where k = 'segment_enter'),"
-              "     'exited', count(*) filter (where k = 'segment_exit'))::text, min(n)"
-              "     from named where not $5 group by s, name) y order by n",
-              {spi::text_array(kinds), spi::int8_array(profiles), spi::int8_array(segs), spi::timestamptz(now),
-               {BOOLOID, BoolGetDatum(each), false}},
-              SPI_OK_SELECT);
-  });
+  sql::run("update cdp.segment_membership sm set exited_at = $3 from unnest($1::int8[], $2::int8[]) x(s, p)"
+           " where sm.segment_id = x.s and sm.profile_id = x.p and sm.exited_at is null",
+           {sql::int8s(exit_segment), sql::int8s(exit_profile), sql::timestamptz(now)}, SPI_OK_UPDATE);
+  sql::run("insert into cdp.segment_membership (segment_id, profile_id, entered_at)"
+           " select s, p, $3 from unnest($1::int8[], $2::int8[]) x(s, p)",
+           {sql::int8s(enter_segment), sql::int8s(enter_profile), sql::timestamptz(now)}, SPI_OK_INSERT);
+  sql::run("with x as (select k, p, s, n from unnest($1::text[], $2::int8[], $3::int8[]) with ordinality x(k, p, s, n)),"
+           " named as (select x.*, sg.name from x left join cdp.segments sg on sg.segment_id = x.s),"
+           " o as (insert into cdp.outbox (kind, profile_id, segment_id, payload, occurred_at)"
+           "   select k, p, s, jsonb_build_object('type', k, 'segment', name, 'segment_id', s, 'profile_id', p,"
+           "     'at', $4::timestamptz), $4 from named order by n returning 1)"
+           " select pg_notify('cdp_segment', m) from ("
+           "   select jsonb_build_object('type', k, 'segment', name, 'segment_id', s, 'profile_id', p)::text m, n"
+           "     from named where $5"
+           "   union all"
+           "   select jsonb_build_object('segment', name, 'segment_id', s,"
+           "     'entered', count(*) filter (where k = 'segment_enter'),"
+           "     'exited', count(*) filter (where k = 'segment_exit'))::text, min(n)"
+           "     from named where not $5 group by s, name) y order by n",
+           {sql::texts(kinds), sql::int8s(profiles), sql::int8s(segs), sql::timestamptz(now),
+            sql::boolean(each)},
+           SPI_OK_SELECT);
 }
 
 void write(const Writes& w, Micros now) {
   if (!w.ids.empty())
-    call([&] {
-      spi::exec("insert into cdp.profile_computed as pc (profile_id, computed, state, next_expiry)"
-                " select id, c::jsonb, s, nullif(e, 'epoch') from unnest($1::int8[], $2::text[], $3::text[],"
-                " $4::timestamptz[]) x(id, c, s, e)"
-                " on conflict (profile_id) do update set computed = excluded.computed, state = excluded.state,"
-                "   next_expiry = excluded.next_expiry, updated_at = now()",
-                {spi::int8_array(w.ids), spi::text_array(w.computed), spi::text_array(w.state),
-                 spi::timestamptz_array(w.expiry)},
-                SPI_OK_INSERT);
-    });
+    sql::run("insert into cdp.profile_computed as pc (profile_id, computed, state, next_expiry)"
+             " select id, c::jsonb, s, nullif(e, 'epoch') from unnest($1::int8[], $2::text[], $3::text[],"
+             " $4::timestamptz[]) x(id, c, s, e)"
+             " on conflict (profile_id) do update set computed = excluded.computed, state = excluded.state,"
+             "   next_expiry = excluded.next_expiry, updated_at = now()",
+             {sql::int8s(w.ids), sql::texts(w.computed), sql::texts(w.state),
+              sql::timestamptzs(w.expiry)},
+             SPI_OK_INSERT);
   write_changes(w.enter_segment, w.enter_profile, w.exit_segment, w.exit_profile, now);
 }
 
@@ -395,15 +363,13 @@ int64_t evaluate_and_write(const Audience& a, const std::vector<int64_t>& ids, M
 }
 
 // Ends the open memberships `sql` selects (segment_id, profile_id); returns how many.
-size_t exit_selected(const char* sql, std::initializer_list<spi::Arg> args, Micros now) {
+size_t exit_selected(const char* statement, std::initializer_list<sql::Param> params, Micros now) {
   std::vector<int64_t> segs, profiles;
-  call([&] {
-    uint64 n = spi::exec(sql, args, SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) {
-      segs.push_back(spi::get_int8(r, 1));
-      profiles.push_back(spi::get_int8(r, 2));
-    }
-  });
+  sql::Rows rows = sql::select(statement, params);
+  for (size_t r = 0; r < rows.size(); r++) {
+    segs.push_back(rows.int8(r, 0));
+    profiles.push_back(rows.int8(r, 1));
+  }
   write_changes({}, {}, segs, profiles, now);
   return profiles.size();
 }
@@ -412,7 +378,7 @@ size_t exit_selected(const char* sql, std::initializer_list<spi::Arg> args, Micr
 void close_memberships(const std::vector<int64_t>& ids, Micros now) {
   exit_selected("select segment_id, profile_id from cdp.segment_membership"
                 " where profile_id = any($1) and exited_at is null",
-                {spi::int8_array(ids)}, now);
+                {sql::int8s(ids)}, now);
 }
 
 // Open memberships of profiles that no longer exist (merged away, rebuilt) end.
@@ -429,11 +395,9 @@ void each_profile_chunk(F&& f) {
   int64_t after = INT64_MIN;
   for (;;) {
     std::vector<int64_t> ids;
-    call([&] {
-      uint64 n = spi::exec("select profile_id from cdp.profiles where profile_id > $1 order by profile_id limit $2",
-                           {spi::int8(after), spi::int4(kChunk)}, SPI_OK_SELECT);
-      for (uint64 r = 0; r < n; r++) ids.push_back(spi::get_int8(r, 1));
-    });
+    sql::Rows rows = sql::select("select profile_id from cdp.profiles where profile_id > $1 order by profile_id limit $2",
+                                 {sql::int8(after), sql::int4(kChunk)});
+    for (size_t r = 0; r < rows.size(); r++) ids.push_back(rows.int8(r, 0));
     if (ids.empty()) return;
     after = ids.back();
     f(ids);
@@ -457,22 +421,10 @@ int64_t evaluate_all(const Audience& a, std::vector<size_t> rebuild = {}) {
 }
 
 int64_t changes_since(int64_t outbox_before) {
-  int64_t n = 0;
-  call([&] {
-    spi::exec("select count(*) from cdp.outbox where id > $1", {spi::int8(outbox_before)}, SPI_OK_SELECT);
-    n = spi::get_int8(0, 1);
-  });
-  return n;
+  return sql::select("select count(*) from cdp.outbox where id > $1", {sql::int8(outbox_before)}).int8(0, 0);
 }
 
-int64_t outbox_head() {
-  int64_t n = 0;
-  call([&] {
-    spi::exec("select coalesce(max(id), 0) from cdp.outbox", SPI_OK_SELECT);
-    n = spi::get_int8(0, 1);
-  });
-  return n;
-}
+int64_t outbox_head() { return sql::select("select coalesce(max(id), 0) from cdp.outbox").int8(0, 0); }
 
 TimestampTz last_full_sweep = 0;
 
@@ -510,10 +462,8 @@ auto under(const char* arg, F&& f) {
   }
 }
 
-bool exists(const char* sql, const std::string& name) {
-  bool found = false;
-  call([&] { found = spi::exec(sql, {spi::str(name)}, SPI_OK_SELECT) > 0; });
-  return found;
+bool exists(const char* statement, const std::string& name) {
+  return !sql::select(statement, {sql::text(name)}).empty();
 }
 
 // An ad-hoc rule evaluated beside the stored definitions: an audience with
@@ -561,23 +511,15 @@ int64_t create_segment(const std::string& name, const std::string& rule, const s
       throw e.on("");
     }
   });
-  call([&] {
-    spi::Arg desc = spi::str(description);
-    if (!has_description) desc.isnull = true;
-    spi::exec("insert into cdp.segments (name, rule, description) values ($1, $2::jsonb, $3)",
-              {spi::str(name), spi::str(rule), desc}, SPI_OK_INSERT);
-  });
+  sql::run("insert into cdp.segments (name, rule, description) values ($1, $2::jsonb, $3)",
+           {sql::text(name), sql::text(rule), sql::null_if(!has_description, sql::text(description))}, SPI_OK_INSERT);
   Definitions d = read_definitions();
   Audience a(d.segments, d.computed);
   evaluate_all(a);
-  int64_t members = 0;
-  call([&] {
-    spi::exec("select count(*) from cdp.segment_membership sm join cdp.segments s using (segment_id)"
-              " where s.name = $1 and sm.exited_at is null",
-              {spi::str(name)}, SPI_OK_SELECT);
-    members = spi::get_int8(0, 1);
-  });
-  return members;
+  return sql::select("select count(*) from cdp.segment_membership sm join cdp.segments s using (segment_id)"
+                     " where s.name = $1 and sm.exited_at is null",
+                     {sql::text(name)})
+      .int8(0, 0);
 }
 
 int64_t drop_segment(const std::string& name) {
@@ -593,8 +535,8 @@ int64_t drop_segment(const std::string& name) {
   }
   size_t exited = exit_selected("select sm.segment_id, sm.profile_id from cdp.segment_membership sm join cdp.segments s"
                                 " using (segment_id) where s.name = $1 and sm.exited_at is null",
-                                {spi::str(name)}, now_micros());
-  call([&] { spi::exec("delete from cdp.segments where name = $1", {spi::str(name)}, SPI_OK_DELETE); });
+                                {sql::text(name)}, now_micros());
+  sql::run("delete from cdp.segments where name = $1", {sql::text(name)}, SPI_OK_DELETE);
   Definitions after = read_definitions();
   record_built(Audience(after.segments, after.computed), {});  // forgets counters no rule uses now
   return static_cast<int64_t>(exited);
@@ -606,10 +548,8 @@ int64_t create_computed_trait(const std::string& name, const std::string& defini
   under("definition", [&] { return computed::Definition::compile(definition); });
   if (exists("select 1 from cdp.computed_traits where name = $1", name))
     throw Error(ErrorKind::InvalidInput, "name", "a computed trait named \"" + name + "\" already exists");
-  call([&] {
-    spi::exec("insert into cdp.computed_traits (name, definition) values ($1, $2::jsonb)",
-              {spi::str(name), spi::str(definition)}, SPI_OK_INSERT);
-  });
+  sql::run("insert into cdp.computed_traits (name, definition) values ($1, $2::jsonb)",
+           {sql::text(name), sql::text(definition)}, SPI_OK_INSERT);
   Definitions d = read_definitions();
   Audience a(d.segments, d.computed);
   // A definition may equal an old one whose key is still recorded: build it afresh.
@@ -629,11 +569,9 @@ void drop_computed_trait(const std::string& name) {
     if (std::find(refs.begin(), refs.end(), name) != refs.end())
       throw Error(ErrorKind::InvalidInput, "name", "segment \"" + s.name + "\" uses \"" + name + "\": drop or change it first");
   }
-  call([&] {
-    spi::exec("delete from cdp.computed_traits where name = $1", {spi::str(name)}, SPI_OK_DELETE);
-    spi::exec("update cdp.profile_computed set computed = computed - $1 where computed ? $1", {spi::str(name)},
-              SPI_OK_UPDATE);
-  });
+  sql::run("delete from cdp.computed_traits where name = $1", {sql::text(name)}, SPI_OK_DELETE);
+  sql::run("update cdp.profile_computed set computed = computed - $1 where computed ? $1", {sql::text(name)},
+           SPI_OK_UPDATE);
   Definitions after = read_definitions();
   record_built(Audience(after.segments, after.computed), {});
 }
@@ -669,12 +607,11 @@ void after_batch(const std::vector<EventFacts>& events, const std::vector<int64_
   States extra;
   std::set<int64_t> touched;
   if (!merged_away.empty()) {
-    std::map<int64_t, std::string> away;
-    call([&] {
-      uint64 n = spi::exec("delete from cdp.profile_computed where profile_id = any($1) returning profile_id, state::text",
-                           {spi::int8_array(merged_away)}, SPI_OK_DELETE_RETURNING);
-      for (uint64 r = 0; r < n; r++) away[spi::get_int8(r, 1)] = spi::get_text(r, 2);
-    });
+    sql::Rows deleted = sql::select("delete from cdp.profile_computed where profile_id = any($1)"
+                                    " returning profile_id, state::text",
+                                    {sql::int8s(merged_away)}, SPI_OK_DELETE_RETURNING);
+    std::map<int64_t, std::string_view> away;
+    for (size_t r = 0; r < deleted.size(); r++) away[deleted.int8(r, 0)] = deleted.text(r, 1);
     for (size_t i = 0; i < merged_away.size(); i++) {
       auto it = away.find(merged_away[i]);
       if (it == away.end()) continue;
@@ -701,13 +638,12 @@ void after_batch(const std::vector<EventFacts>& events, const std::vector<int64_
     std::vector<std::string> groups;
     for (const EventFacts& e : events)
       if (e.type == MessageType::Group && !e.group_id.empty()) groups.push_back(e.group_id);
-    if (!groups.empty())
-      call([&] {
-        uint64 n = spi::exec("select distinct m.canonical_id from cdp.profile_accounts pa"
-                             " join cdp.profile_map m on m.profile_id = pa.profile_id where pa.group_id = any($1)",
-                             {spi::text_array(groups)}, SPI_OK_SELECT);
-        for (uint64 r = 0; r < n; r++) touched.insert(spi::get_int8(r, 1));
-      });
+    if (!groups.empty()) {
+      sql::Rows members = sql::select("select distinct m.canonical_id from cdp.profile_accounts pa"
+                                      " join cdp.profile_map m on m.profile_id = pa.profile_id where pa.group_id = any($1)",
+                                      {sql::texts(groups)});
+      for (size_t r = 0; r < members.size(); r++) touched.insert(members.int8(r, 0));
+    }
   }
   evaluate_and_write(a, std::vector<int64_t>(touched.begin(), touched.end()), now, nullptr, nullptr, &extra);
 }
@@ -731,13 +667,8 @@ void rebuild_all() {
 int64_t sweep(bool from_worker) {
   lock_processor();
   if (from_worker) {
-    bool paused = false;
-    call([&] {
-      // No row (someone deleted it): not paused; the processor makes it again.
-      spi::exec("select coalesce((select paused from cdp.processor_state), false)", SPI_OK_SELECT);
-      paused = spi::get_bool(0, 1);
-    });
-    if (paused) return 0;
+    // No row (someone deleted it): not paused; the processor makes it again.
+    if (sql::select("select coalesce((select paused from cdp.processor_state), false)").boolean(0, 0)) return 0;
   }
   const Audience& a = cached();
   if (a.empty()) return 0;
@@ -749,19 +680,15 @@ int64_t sweep(bool from_worker) {
   Micros now = now_micros();
   int64_t total = 0;
   // State of profiles gone (merged away, erased) would be picked up forever.
-  call([&] {
-    spi::exec("delete from cdp.profile_computed pc where pc.next_expiry <= $1"
-              " and not exists (select from cdp.profiles p where p.profile_id = pc.profile_id)",
-              {spi::timestamptz(now)}, SPI_OK_DELETE);
-  });
+  sql::run("delete from cdp.profile_computed pc where pc.next_expiry <= $1"
+           " and not exists (select from cdp.profiles p where p.profile_id = pc.profile_id)",
+           {sql::timestamptz(now)}, SPI_OK_DELETE);
   for (int round = 0; round < 200; round++) {  // bounded: the next sweep goes on
     std::vector<int64_t> ids;
-    call([&] {
-      uint64 n = spi::exec("select profile_id from cdp.profile_computed where next_expiry <= $1"
-                           " order by next_expiry limit $2",
-                           {spi::timestamptz(now), spi::int4(kChunk)}, SPI_OK_SELECT);
-      for (uint64 r = 0; r < n; r++) ids.push_back(spi::get_int8(r, 1));
-    });
+    sql::Rows due = sql::select("select profile_id from cdp.profile_computed where next_expiry <= $1"
+                                " order by next_expiry limit $2",
+                                {sql::timestamptz(now), sql::int4(kChunk)});
+    for (size_t r = 0; r < due.size(); r++) ids.push_back(due.int8(r, 0));
     if (ids.empty()) break;
     total += evaluate_and_write(a, ids, now);
     if (ids.size() < size_t(kChunk)) break;
@@ -848,11 +775,8 @@ Datum cdp_evaluate(PG_FUNCTION_ARGS) {
       audience::Adhoc h = audience::adhoc(rule);
       const cdp::Audience& a = *h.audience;
       cdp::Micros now = audience::now_micros();
-      std::vector<int64_t> ids{profile};
-      call([&] {
-        spi::exec("select cdp.canonical_profile($1)", {spi::int8(profile)}, SPI_OK_SELECT);
-        ids[0] = spi::get_int8(0, 1, profile);
-      });
+      std::vector<int64_t> ids{
+          sql::select("select cdp.canonical_profile($1)", {sql::int8(profile)}).int8(0, 0, profile)};
       std::map<int64_t, audience::Stored> stored = audience::load(a, ids);
       auto it = stored.find(ids[0]);
       if (it == stored.end())

@@ -126,16 +126,12 @@ Datum create_destination(FunctionCallInfo fcinfo) {
     delivery::check_url(url);
     delivery::check_options(options);
     int id = spi::connected([&] {
-      int out = 0;
-      call([&] {
-        if (spi::exec("select 1 from cdp.destinations where name = $1", {spi::str(name)}, SPI_OK_SELECT) > 0)
-          return;
-        spi::exec("insert into cdp.destinations (name, url, options) values ($1, $2, $3::jsonb) returning destination_id",
-                  {spi::str(name), spi::str(url), spi::str(options)}, SPI_OK_INSERT_RETURNING);
-        out = spi::get_int4(0, 1);
-      });
-      if (out == 0) throw cdp::Error(cdp::ErrorKind::InvalidInput, "name", "a destination named \"" + name + "\" already exists");
-      return out;
+      if (!sql::select("select 1 from cdp.destinations where name = $1", {sql::text(name)}).empty())
+        throw cdp::Error(cdp::ErrorKind::InvalidInput, "name", "a destination named \"" + name + "\" already exists");
+      return sql::select("insert into cdp.destinations (name, url, options) values ($1, $2, $3::jsonb)"
+                         " returning destination_id",
+                         {sql::text(name), sql::text(url), sql::text(options)}, SPI_OK_INSERT_RETURNING)
+          .int4(0, 0);
     });
     PG_RETURN_INT32(id);
   });

@@ -38,14 +38,12 @@ Cache cache;
 const Cache& destinations() {
   RulesStamp stamp = RulesStamp::of("destinations");
   if (cache.stamp == stamp) return cache;
-  std::vector<std::pair<int, std::string>> rows;
-  call([&] {
-    uint64 n = spi::exec("select destination_id, options::text from cdp.destinations order by destination_id", SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) rows.emplace_back(spi::get_int4(r, 1), spi::get_text(r, 2));
-  });
+  sql::Rows rows = sql::select("select destination_id, options::text from cdp.destinations order by destination_id");
   cache.destinations.clear();
   cache.any = !rows.empty();
-  for (auto& [id, options] : rows) {
+  for (size_t r = 0; r < rows.size(); r++) {
+    int id = rows.int4(r, 0);
+    std::string_view options = rows.text(r, 1);
     cdp::delivery::Options o;
     try {
       o = cdp::delivery::Options::parse(options);
@@ -74,13 +72,9 @@ void queue_events(const std::vector<EventFacts>& events, const std::vector<std::
   // profile's latest known consent (cdp.consent).
   std::map<int64_t, rapidjson::Document> consent;
   if (std::any_of(c.destinations.begin(), c.destinations.end(), [](auto& d) { return !d.options.consent.empty(); })) {
-    std::vector<std::pair<int64_t, std::string>> rows;
-    call([&] {
-      uint64 n = spi::exec("select profile_id, preferences::text from cdp.consent where profile_id = any($1)",
-                           {spi::int8_array(bound)}, SPI_OK_SELECT);
-      for (uint64 r = 0; r < n; r++) rows.emplace_back(spi::get_int8(r, 1), spi::get_text(r, 2));
-    });
-    for (auto& [p, text] : rows) parse_json(consent[p], text);
+    sql::Rows rows = sql::select("select profile_id, preferences::text from cdp.consent where profile_id = any($1)",
+                                 {sql::int8s(bound)});
+    for (size_t r = 0; r < rows.size(); r++) parse_json(consent[rows.int8(r, 0)], rows.text(r, 1));
   }
   for (size_t i = 0; i < events.size(); i++) {
     if (bound[i] == 0) continue;
@@ -112,24 +106,22 @@ void queue_events(const std::vector<EventFacts>& events, const std::vector<std::
     blocked_dest.push_back(d);
     blocked_n.push_back(n);
   }
-  call([&] {
-    // The Segment-spec message, rebuilt from the stored columns.
-    spi::exec("insert into cdp.deliveries (destination_id, profile_id, kind, payload)"
-              " select x.d, x.p, 'event', jsonb_strip_nulls(jsonb_build_object("
-              "   'type', e.type, 'event', e.event, 'name', e.name, 'category', e.category,"
-              "   'userId', e.user_id, 'anonymousId', e.anonymous_id, 'groupId', e.group_id,"
-              "   'previousId', e.previous_id, 'properties', e.properties, 'traits', e.traits,"
-              "   'context', e.context, 'integrations', e.integrations, 'timestamp', e.\"timestamp\","
-              "   'originalTimestamp', e.original_timestamp, 'sentAt', e.sent_at, 'receivedAt', e.received_at,"
-              "   'messageId', e.message_id))"
-              " from unnest($1::int4[], $2::int8[], $3::text[], $4::int8[]) with ordinality x(d, p, t, id, n)"
-              " join cdp.events e on e.txid = x.t::xid8 and e.id = x.id order by x.n",
-              {spi::int4_array(dest), spi::int8_array(profile), spi::text_array(txid), spi::int8_array(event_id)},
-              SPI_OK_INSERT);
-    spi::exec("update cdp.destinations d set consent_blocked = consent_blocked + x.n"
-              " from unnest($1::int4[], $2::int8[]) x(id, n) where d.destination_id = x.id",
-              {spi::int4_array(blocked_dest), spi::int8_array(blocked_n)}, SPI_OK_UPDATE);
-  });
+  // The Segment-spec message, rebuilt from the stored columns.
+  sql::run("insert into cdp.deliveries (destination_id, profile_id, kind, payload)"
+           " select x.d, x.p, 'event', jsonb_strip_nulls(jsonb_build_object("
+           "   'type', e.type, 'event', e.event, 'name', e.name, 'category', e.category,"
+           "   'userId', e.user_id, 'anonymousId', e.anonymous_id, 'groupId', e.group_id,"
+           "   'previousId', e.previous_id, 'properties', e.properties, 'traits', e.traits,"
+           "   'context', e.context, 'integrations', e.integrations, 'timestamp', e.\"timestamp\","
+           "   'originalTimestamp', e.original_timestamp, 'sentAt', e.sent_at, 'receivedAt', e.received_at,"
+           "   'messageId', e.message_id))"
+           " from unnest($1::int4[], $2::int8[], $3::text[], $4::int8[]) with ordinality x(d, p, t, id, n)"
+           " join cdp.events e on e.txid = x.t::xid8 and e.id = x.id order by x.n",
+           {sql::int4s(dest), sql::int8s(profile), sql::texts(txid), sql::int8s(event_id)},
+           SPI_OK_INSERT);
+  sql::run("update cdp.destinations d set consent_blocked = consent_blocked + x.n"
+           " from unnest($1::int4[], $2::int8[]) x(id, n) where d.destination_id = x.id",
+           {sql::int4s(blocked_dest), sql::int8s(blocked_n)}, SPI_OK_UPDATE);
 }
 
 }  // namespace cdp::pg::delivery

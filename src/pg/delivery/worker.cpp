@@ -11,7 +11,6 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <deque>
 #include <map>
 #include <random>
@@ -19,8 +18,8 @@
 #include <vector>
 
 #include "core/delivery.hpp"
+#include "core/delivery_round.hpp"
 #include "core/http_metrics.hpp"
-#include "core/json_util.hpp"
 #include "pg/delivery/delivery.hpp"
 #include "pg/runtime/clock.hpp"
 #include "pg/runtime/guard.hpp"
@@ -114,42 +113,29 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
 
 // Destinations this worker sends to, read again every round (a small table).
 void load_destinations() {
-  struct Loaded {
-    int id;
-    std::string url, options;
-    bool paused;
-    int failures;
-    Micros open_until;
-  };
-  std::vector<Loaded> rows;
-  call([&] {
-    uint64 n = spi::exec("select destination_id, url, options::text, paused, failures,"
-                         " coalesce(circuit_open_until, 'epoch') from cdp.destinations",
-                         SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++)
-      rows.push_back({spi::get_int4(r, 1), spi::get_text(r, 2), spi::get_text(r, 3), spi::get_bool(r, 4),
-                      spi::get_int4(r, 5), spi::get_timestamptz(r, 6)});
-  });
+  sql::Rows rows = sql::select("select destination_id, url, options::text, paused, failures,"
+                               " coalesce(circuit_open_until, 'epoch') from cdp.destinations");
   std::map<int, Destination> next;
-  for (auto& l : rows) {
+  for (size_t r = 0; r < rows.size(); r++) {
+    int id = rows.int4(r, 0);
     Destination d;
-    auto old = destinations.find(l.id);
+    auto old = destinations.find(id);
     if (old != destinations.end()) d = std::move(old->second);
-    d.id = l.id;
-    d.url = l.url;
-    d.paused = l.paused;
-    d.failures = l.failures;
-    d.open_until = l.open_until;
-    if (d.options_text != l.options) {
-      d.options_text = l.options;
+    d.id = id;
+    d.url = rows.str(r, 1);
+    d.paused = rows.boolean(r, 3);
+    d.failures = rows.int4(r, 4);
+    d.open_until = rows.timestamptz(r, 5);
+    if (d.options_text != rows.text(r, 2)) {
+      d.options_text = rows.str(r, 2);
       try {
-        d.options = cdp::delivery::Options::parse(l.options);
+        d.options = cdp::delivery::Options::parse(d.options_text);
         d.bad = false;
       } catch (const std::exception&) {
         d.bad = true;
       }
     }
-    next.emplace(l.id, std::move(d));
+    next.emplace(id, std::move(d));
   }
   destinations = std::move(next);
 }
@@ -201,20 +187,20 @@ void start(Request* r, const Destination& d) {
   in_flight[r->easy] = r;
 }
 
-// One transaction: picks due rows and forms requests into `out`, to start
-// after the commit (their keys are stored first). On an error the caller
-// releases what `out` holds.
+// One transaction: picks due rows and forms requests into `out` as the core
+// plans them (core/delivery_round), to start after the commit (their keys are
+// stored first). On an error the caller releases what `out` holds.
 void claim(std::vector<Request*>& out) {
   load_destinations();
   Micros now = now_micros();
   std::vector<int> ids;
-  std::map<int, int> room;  // destination -> requests it may start now
+  std::map<int, cdp::delivery::Room> room;  // destination -> requests it may start now
   for (auto& [id, d] : destinations) {
     if (d.paused || d.bad || d.open_until > now) continue;  // paused, or circuit open
     int busy = claimed_for(id);
     if (busy < allowed_for(d)) {
       ids.push_back(id);
-      room[id] = allowed_for(d) - busy;
+      room[id] = {&d.options, allowed_for(d) - busy};
     }
   }
   // Claim up to twice what can be in flight, so that requests start as soon
@@ -225,84 +211,41 @@ void claim(std::vector<Request*>& out) {
   int widest = 1;
   for (int id : ids) widest = std::max(widest, destinations.at(id).options.max_events);
   int limit = std::min(claim_limit, free_slots * widest);
-  std::vector<Row> rows;
   std::vector<int64_t> busy_ids(claimed_ids.begin(), claimed_ids.end());
-  call([&] {
-    // Walk the queue in id order and stop at the limit: a bitmap scan plus a
-    // sort would read every due row each round.
-    spi::exec("set local enable_sort = off", SPI_OK_UTILITY);
-    spi::exec("set local enable_bitmapscan = off", SPI_OK_UTILITY);
-    uint64 n = spi::exec(
-        "select q.id, q.destination_id, q.profile_id, q.payload::text, q.created_at, q.attempts,"
-        " coalesce(q.batch_key, '') from cdp.deliveries q"
-        " where q.destination_id = any($1) and q.next_attempt_at <= now() and q.id <> all($2)"
-        "   and not exists (select from cdp.deliveries e where e.destination_id = q.destination_id"
-        "                    and e.profile_id = q.profile_id and e.id < q.id)"
-        " order by q.id limit $3",
-        {spi::int4_array(ids), spi::int8_array(busy_ids), spi::int4(limit)}, SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++)
-      rows.push_back({spi::get_int8(r, 1), spi::get_int8(r, 3), spi::get_int4(r, 2), spi::get_int4(r, 6),
-                      spi::get_text(r, 4), spi::get_text(r, 7), spi::get_timestamptz(r, 5)});
-  });
-  // Rows sent before go again with the same companions and key; new rows are
-  // batched per destination.
-  std::map<std::string, std::vector<Row*>> resend;
-  std::map<int, std::vector<Row*>> fresh;
-  for (Row& r : rows) (r.batch_key.empty() ? fresh[r.dest] : resend[r.batch_key]).push_back(&r);
-  std::vector<int64_t> key_ids;
-  std::vector<std::string> keys;
-  auto add = [&](int dest, const std::vector<Row*>& group, const std::string& key) {
+  // Walk the queue in id order and stop at the limit: a bitmap scan plus a
+  // sort would read every due row each round.
+  sql::run("set local enable_sort = off", SPI_OK_UTILITY);
+  sql::run("set local enable_bitmapscan = off", SPI_OK_UTILITY);
+  sql::Rows due = sql::select(
+      "select q.id, q.destination_id, q.profile_id, q.payload::text, q.created_at, q.attempts,"
+      " coalesce(q.batch_key, '') from cdp.deliveries q"
+      " where q.destination_id = any($1) and q.next_attempt_at <= now() and q.id <> all($2)"
+      "   and not exists (select from cdp.deliveries e where e.destination_id = q.destination_id"
+      "                    and e.profile_id = q.profile_id and e.id < q.id)"
+      " order by q.id limit $3",
+      {sql::int4s(ids), sql::int8s(busy_ids), sql::int4(limit)});
+  std::vector<cdp::delivery::QueuedRow> rows;
+  rows.reserve(due.size());
+  for (size_t r = 0; r < due.size(); r++)
+    rows.push_back({due.int8(r, 0), due.int8(r, 2), due.int4(r, 1), due.int4(r, 5), due.str(r, 3), due.str(r, 6),
+                    due.timestamptz(r, 4)});
+  cdp::delivery::ClaimPlan plan = cdp::delivery::plan_claim(rows, std::move(room), free_slots, now);
+  for (auto& p : plan.requests) {
     auto* req = new Request;
-    req->dest = dest;
-    req->key = key;
-    std::vector<std::string> payloads;
-    const Destination& d = destinations.at(dest);
-    for (Row* r : group) {
-      req->ids.push_back(r->id);
-      claimed_ids.insert(r->id);
-      req->created.push_back(r->created);
-      req->attempts = std::max(req->attempts, r->attempts);
-      rapidjson::Document doc;
-      if ((d.options.drop.empty() && d.options.hash.empty()) || parse_json(doc, r->payload, cdp::Numbers::Exact).IsError()) {
-        payloads.push_back(r->payload);  // no PII policy: sent as stored
-        continue;
-      }
-      cdp::delivery::apply_pii(doc, d.options);  // numbers kept exactly: written back as stored
-      payloads.push_back(to_json(doc));
-    }
-    req->body = cdp::delivery::request_body(payloads, d.options.max_events > 1, now);
     out.push_back(req);
-    room[dest]--;
-    free_slots--;
-  };
-  for (auto& [key, group] : resend) {
-    int dest = group.front()->dest;
-    if (free_slots <= 0) break;
-    // The key ("cdp-<first id>-<n>") names n rows: a group the limit cut
-    // waits, rather than going under its key without the rest.
-    size_t n = std::strtoul(key.substr(key.rfind('-') + 1).c_str(), nullptr, 10);
-    if (group.size() != n) continue;
-    if (room[dest] > 0) add(dest, group, key);
-  }
-  for (auto& [dest, group] : fresh) {
-    const cdp::delivery::Options& o = destinations.at(dest).options;
-    for (size_t i = 0; i < group.size() && free_slots > 0 && room[dest] > 0; i += o.max_events) {
-      std::vector<Row*> part(group.begin() + i, group.begin() + std::min(group.size(), i + o.max_events));
-      // A partial batch waits for more until its oldest row has waited max_wait_ms.
-      if (static_cast<int>(part.size()) < o.max_events && now - part.front()->created < o.max_wait_ms * 1000LL) break;
-      std::string key = "cdp-" + std::to_string(part.front()->id) + "-" + std::to_string(part.size());
-      for (Row* r : part) {
-        key_ids.push_back(r->id);
-        keys.push_back(key);
-      }
-      add(dest, part, key);
+    req->dest = p.dest;
+    req->key = std::move(p.key);
+    req->body = std::move(p.body);
+    req->attempts = p.attempts;
+    for (size_t k : p.rows) {
+      req->ids.push_back(rows[k].id);
+      req->created.push_back(rows[k].created);
+      claimed_ids.insert(rows[k].id);
     }
   }
-  call([&] {
-    spi::exec("update cdp.deliveries q set batch_key = x.k from unnest($1::int8[], $2::text[]) x(id, k)"
-              " where q.id = x.id",
-              {spi::int8_array(key_ids), spi::text_array(keys)}, SPI_OK_UPDATE);
-  });
+  sql::run("update cdp.deliveries q set batch_key = x.k from unnest($1::int8[], $2::text[]) x(id, k)"
+           " where q.id = x.id",
+           {sql::int8s(plan.key_ids), sql::texts(plan.keys)}, SPI_OK_UPDATE);
 }
 
 // Collects what curl finished.
@@ -335,103 +278,99 @@ double percentile(std::vector<double> v, double p) {
   return v[k];
 }
 
-// One transaction: the outcome of every finished request.
-void record() {
-  Micros now = now_micros();
-  std::vector<int64_t> ok_ids, retry_ids, dead_ids, dead_status;
+using Writes = cdp::delivery::RecordWrites;
+
+// The queue's side of a round: acknowledged rows go, failed ones are
+// rescheduled, given-up ones move to cdp.dead_letters.
+void write_outcomes(const Writes& w) {
+  std::vector<int64_t> retry_ids, dead_ids, dead_status;
   std::vector<Micros> retry_at;
   std::vector<int> retry_status;
   std::vector<std::string> retry_error, dead_error;
-  struct Counts {
-    int64_t delivered = 0, failed = 0, dead = 0;
-    bool success = false, failure = false;
-    std::string error;
-  };
-  std::map<int, Counts> per;
+  for (auto& r : w.retries) {
+    retry_ids.push_back(r.id);
+    retry_at.push_back(r.at);
+    retry_status.push_back(r.status);
+    retry_error.push_back(r.error);
+  }
+  for (auto& d : w.dead) {
+    dead_ids.push_back(d.id);
+    dead_status.push_back(d.status);
+    dead_error.push_back(d.error);
+  }
+  sql::run("delete from cdp.deliveries where id = any($1)", {sql::int8s(w.delivered)}, SPI_OK_DELETE);
+  sql::run("update cdp.deliveries q set attempts = attempts + 1, next_attempt_at = x.t, last_status = x.s,"
+           " last_error = x.e from unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::text[]) x(id, t, s, e)"
+           " where q.id = x.id",
+           {sql::int8s(retry_ids), sql::timestamptzs(retry_at), sql::int4s(retry_status), sql::texts(retry_error)},
+           SPI_OK_UPDATE);
+  sql::run("with gone as (delete from cdp.deliveries q using unnest($1::int8[], $2::int8[], $3::text[]) x(id, s, e)"
+           "   where q.id = x.id returning q.*, x.s, x.e)"
+           " insert into cdp.dead_letters (id, destination_id, profile_id, kind, payload, created_at, attempts, status, response)"
+           " select id, destination_id, profile_id, kind, payload, created_at, attempts + 1, s, e from gone",
+           {sql::int8s(dead_ids), sql::int8s(dead_status), sql::texts(dead_error)}, SPI_OK_INSERT);
+}
+
+// The metrics' side (GET /metrics): delivered and dead rows, failed attempts, latencies.
+void count_outcomes(const Writes& w) {
+  HttpMetrics* m = shared_metrics();
+  if (!m) return;
+  m->count_deliveries(HttpMetrics::kDelivered, w.delivered.size());
+  m->count_deliveries(HttpMetrics::kDead, w.dead.size());
+  for (auto& [id, c] : w.per_destination) {
+    m->count_deliveries(HttpMetrics::kFailedAttempt, c.failed);
+    for (double ms : c.latencies_ms) m->observe_delivery(ms / 1000.0);
+  }
+}
+
+// A destination's counters, circuit (open_until 0: closed, stored as NULL)
+// and latencies after a round; the last error and percentiles stay when the
+// round has none.
+void write_destination(const Destination& d, const Writes::PerDestination& c) {
+  bool measured = !d.latencies_ms.empty();
+  double p50 = measured ? percentile(d.latencies_ms, 0.5) : 0, p99 = measured ? percentile(d.latencies_ms, 0.99) : 0;
+  sql::run("update cdp.destinations set delivered = delivered + $2, failed_attempts = failed_attempts + $3,"
+           " dead = dead + $4, failures = $5, circuit_open_until = nullif($6, 'epoch'),"
+           " latency_p50_ms = case when $10 then $7 else latency_p50_ms end,"
+           " latency_p99_ms = case when $10 then $8 else latency_p99_ms end,"
+           " last_delivery_at = case when $2 > 0 then now() else last_delivery_at end,"
+           " last_error = coalesce($9, last_error) where destination_id = $1",
+           {sql::int4(d.id), sql::int8(c.delivered), sql::int8(c.failed), sql::int8(c.dead), sql::int4(d.failures),
+            sql::timestamptz(d.open_until), sql::float8(p50), sql::float8(p99), sql::text(c.error.substr(0, 1024)),
+            sql::boolean(measured)},
+           SPI_OK_UPDATE);
+}
+
+// One transaction: the outcome of every finished request, as the core reads
+// it (core/delivery_round): delete, reschedule or dead-letter, then each
+// destination's counters and circuit.
+void record() {
+  Micros now = now_micros();
+  std::vector<cdp::delivery::Answer> answers;
+  answers.reserve(finished.size());
+  for (Request* r : finished)
+    answers.push_back({r->dest, r->ids, r->created, r->attempts, r->status, r->response, r->retry_after,
+                       r->transport_error});
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  for (Request* r : finished) {
-    Destination* d = destinations.count(r->dest) ? &destinations.at(r->dest) : nullptr;
-    Micros max_age = d ? d->options.max_age : 24LL * 3600 * 1000000;
-    cdp::delivery::Outcome o = cdp::delivery::classify(r->status);
-    std::string error = r->status ? "HTTP " + std::to_string(r->status) + ": " + r->response : r->transport_error;
-    Counts& c = per[r->dest];
-    if (o == cdp::delivery::Outcome::Delivered) {
-      c.success = true;
-      c.delivered += static_cast<int64_t>(r->ids.size());
-      ok_ids.insert(ok_ids.end(), r->ids.begin(), r->ids.end());
-      if (HttpMetrics* m = shared_metrics())
-        for (Micros t : r->created) m->observe_delivery((now - t) / 1e6);
-      if (d)
-        for (Micros t : r->created) {
-          d->latencies_ms.push_back((now - t) / 1000.0);
-          if (d->latencies_ms.size() > 2000) d->latencies_ms.erase(d->latencies_ms.begin(), d->latencies_ms.begin() + 1000);
-        }
-      continue;
-    }
-    c.failed++;
-    c.error = error;
-    c.failure |= o == cdp::delivery::Outcome::Retry;  // a refused payload is not an outage
-    bool expired = std::any_of(r->created.begin(), r->created.end(), [&](Micros t) { return now - t >= max_age; });
-    if (o == cdp::delivery::Outcome::Dead || expired) {
-      c.dead += static_cast<int64_t>(r->ids.size());
-      for (int64_t id : r->ids) {
-        dead_ids.push_back(id);
-        dead_status.push_back(r->status);
-        dead_error.push_back(error);
-      }
-      continue;
-    }
-    Micros delay = cdp::delivery::backoff(r->attempts + 1, jitter(rng), cdp::delivery::parse_retry_after(r->retry_after, now));
-    for (int64_t id : r->ids) {
-      retry_ids.push_back(id);
-      retry_at.push_back(now + delay);
-      retry_status.push_back(static_cast<int>(r->status));
-      retry_error.push_back(error);
-    }
-  }
-  call([&] {
-    spi::exec("delete from cdp.deliveries where id = any($1)", {spi::int8_array(ok_ids)}, SPI_OK_DELETE);
-    spi::exec("update cdp.deliveries q set attempts = attempts + 1, next_attempt_at = x.t, last_status = x.s,"
-              " last_error = x.e from unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::text[]) x(id, t, s, e)"
-              " where q.id = x.id",
-              {spi::int8_array(retry_ids), spi::timestamptz_array(retry_at), spi::int4_array(retry_status),
-               spi::text_array(retry_error)},
-              SPI_OK_UPDATE);
-    spi::exec("with gone as (delete from cdp.deliveries q using unnest($1::int8[], $2::int8[], $3::text[]) x(id, s, e)"
-              "   where q.id = x.id returning q.*, x.s, x.e)"
-              " insert into cdp.dead_letters (id, destination_id, profile_id, kind, payload, created_at, attempts, status, response)"
-              " select id, destination_id, profile_id, kind, payload, created_at, attempts + 1, s, e from gone",
-              {spi::int8_array(dead_ids), spi::int8_array(dead_status), spi::text_array(dead_error)}, SPI_OK_INSERT);
-  });
-  if (HttpMetrics* m = shared_metrics()) {
-    m->count_deliveries(HttpMetrics::kDelivered, ok_ids.size());
-    m->count_deliveries(HttpMetrics::kDead, dead_ids.size());
-    for (auto& [id, c] : per) m->count_deliveries(HttpMetrics::kFailedAttempt, c.failed);
-  }
-  for (auto& [id, c] : per) {
+  auto options_of = [](int dest) -> const cdp::delivery::Options* {
+    auto it = destinations.find(dest);
+    return it == destinations.end() ? nullptr : &it->second.options;
+  };
+  Writes w = cdp::delivery::plan_record(answers, options_of, now, [&] { return jitter(rng); });
+  write_outcomes(w);
+  count_outcomes(w);
+  for (auto& [id, c] : w.per_destination) {
     auto it = destinations.find(id);
     if (it == destinations.end()) continue;
     Destination& d = it->second;
-    // Any success closes the circuit; a round of retryable failures with no
-    // success counts once towards opening it.
-    int failures = c.success ? 0 : d.failures + (c.failure ? 1 : 0);
-    Micros open_until = failures >= cdp::delivery::kCircuitFailures ? now + cdp::delivery::circuit_pause(failures) : 0;
-    d.failures = failures;
-    d.open_until = open_until;
-    call([&] {
-      spi::Arg until = spi::timestamptz(open_until);
-      if (!open_until) until.isnull = true;
-      spi::Arg p50 = spi::float8(percentile(d.latencies_ms, 0.5)), p99 = spi::float8(percentile(d.latencies_ms, 0.99));
-      if (d.latencies_ms.empty()) p50.isnull = p99.isnull = true;
-      spi::exec("update cdp.destinations set delivered = delivered + $2, failed_attempts = failed_attempts + $3,"
-                " dead = dead + $4, failures = $5, circuit_open_until = $6, latency_p50_ms = coalesce($7, latency_p50_ms),"
-                " latency_p99_ms = coalesce($8, latency_p99_ms),"
-                " last_delivery_at = case when $2 > 0 then now() else last_delivery_at end,"
-                " last_error = coalesce($9, last_error) where destination_id = $1",
-                {spi::int4(id), spi::int8(c.delivered), spi::int8(c.failed), spi::int8(c.dead), spi::int4(failures),
-                 until, p50, p99, spi::str(c.error.substr(0, 1024))},
-                SPI_OK_UPDATE);
-    });
+    for (double ms : c.latencies_ms) {
+      d.latencies_ms.push_back(ms);
+      if (d.latencies_ms.size() > 2000) d.latencies_ms.erase(d.latencies_ms.begin(), d.latencies_ms.begin() + 1000);
+    }
+    cdp::delivery::Circuit circuit = cdp::delivery::next_circuit(d.failures, c, now);
+    d.failures = circuit.failures;
+    d.open_until = circuit.open_until;
+    write_destination(d, c);
   }
 }
 

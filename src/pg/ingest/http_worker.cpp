@@ -109,12 +109,9 @@ constexpr auto kKeysMaxAge = std::chrono::seconds(1);
 void load_keys() {
   auto next = std::make_shared<WriteKeys>();
   next->loaded_at = std::chrono::steady_clock::now();
-  call([&] {
-    uint64 n = spi::exec(
-        "select id, write_key_hash from cdp.sources where revoked_at is null and write_key_hash is not null",
-        SPI_OK_SELECT);
-    for (uint64 row = 0; row < n; row++) next->sources.emplace(spi::get_text(row, 2), spi::get_int4(row, 1));
-  });
+  sql::Rows rows =
+      sql::select("select id, write_key_hash from cdp.sources where revoked_at is null and write_key_hash is not null");
+  for (size_t r = 0; r < rows.size(); r++) next->sources.emplace(rows.str(r, 1), rows.int4(r, 0));
   keys = next;
   server->set_write_keys(keys);
 }

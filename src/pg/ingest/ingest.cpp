@@ -3,9 +3,9 @@
 #include "core/payload.hpp"
 #include "pg/ingest/store.hpp"
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/spi.hpp"
 
 extern "C" {
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -48,19 +48,17 @@ Datum ingest(FunctionCallInfo fcinfo) {
   Payload payload = parse_payload(json, opts);
   std::string write_key = key && *key ? key : payload.write_key;
 
-  call([] {
-    if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "cdp: SPI_connect failed");
+  std::vector<MessageStatus> status = spi::connected([&] {
+    int source = source_for_key(write_key);
+    if (payload.accepted() > 0) ensure_partition_for(received);
+    std::vector<Incoming> in;
+    in.reserve(payload.messages.size());
+    for (auto& m : payload.messages) in.push_back({source, opts.received_at, &m});
+    return store_messages(in);
   });
-  int source = source_for_key(write_key.empty() ? nullptr : write_key.c_str());
-  if (payload.accepted() > 0) ensure_partition_for(received);
-  std::vector<Incoming> in;
-  in.reserve(payload.messages.size());
-  for (auto& m : payload.messages) in.push_back({source, opts.received_at, &m});
-  std::vector<MessageStatus> status = store_messages(in);
-  call([] { SPI_finish(); });
 
   auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-  for (size_t i = 0; i < in.size(); i++) emit(rsinfo, payload.messages[i], status[i]);
+  for (size_t i = 0; i < status.size(); i++) emit(rsinfo, payload.messages[i], status[i]);
   return Datum(0);
 }
 

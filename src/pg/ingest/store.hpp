@@ -2,13 +2,13 @@
 // through cdp.message_ids), rejected ones into cdp.quarantine. Shared by
 // cdp.ingest and the HTTP worker's group commit. Caller holds an SPI connection.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "core/message.hpp"
 #include "pg/runtime/clock.hpp"
 
 namespace cdp::pg {
-
 
 struct Incoming {
   int source_id;
@@ -25,6 +25,6 @@ void ensure_partition_for(TimestampTz at);
 
 // The source a write key belongs to (empty key: the built-in "sql" source);
 // throws cdp::Error(Unauthorized) when unknown or revoked.
-int source_for_key(const char* write_key);
+int source_for_key(const std::string& write_key);
 
 }  // namespace cdp::pg

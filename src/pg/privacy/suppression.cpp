@@ -5,7 +5,6 @@
 
 #include "core/delivery.hpp"
 #include "pg/privacy/privacy.hpp"
-#include "pg/runtime/guard.hpp"
 #include "pg/runtime/spi.hpp"
 
 namespace cdp::pg::privacy {
@@ -15,21 +14,14 @@ namespace cdp::pg::privacy {
 // re-create nothing.
 void quarantine_suppressed(const IdentityRules& rules, std::vector<EventFacts>& events, std::vector<std::string>& txids,
                            std::vector<std::vector<Identifier>>& extracted) {
-  bool any = false;
-  call([&] {
-    spi::exec("select exists (select from cdp.suppressions)", SPI_OK_SELECT);
-    any = spi::get_bool(0, 1);
-  });
-  if (!any) return;
+  if (!sql::select("select exists (select from cdp.suppressions)").boolean(0, 0)) return;
   std::vector<std::string> hashes;
   for (auto& ids : extracted)
     for (auto& id : ids) hashes.push_back(cdp::delivery::sha256_hex(rules.types()[id.type].name + ":" + id.value));
+  sql::Rows found =
+      sql::select("select identifier_hash from cdp.suppressions where identifier_hash = any($1)", {sql::texts(hashes)});
   std::set<std::string> hit;
-  call([&] {
-    uint64 n = spi::exec("select identifier_hash from cdp.suppressions where identifier_hash = any($1)",
-                         {spi::text_array(hashes)}, SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) hit.insert(spi::get_text(r, 1));
-  });
+  for (size_t r = 0; r < found.size(); r++) hit.insert(found.str(r, 0));
   if (hit.empty()) return;
   std::vector<EventFacts> kept_events;
   std::vector<std::string> kept_txids;
@@ -49,14 +41,12 @@ void quarantine_suppressed(const IdentityRules& rules, std::vector<EventFacts>& 
       kept_ids.push_back(std::move(extracted[i]));
     }
   }
-  call([&] {
-    spi::exec("with moved as (delete from cdp.events e using unnest($1::text[], $2::int8[]) x(t, id)"
-              "   where e.txid = x.t::xid8 and e.id = x.id returning e.*)"
-              " insert into cdp.quarantine (received_at, source_id, message_id, field, reason, raw)"
-              " select received_at, source_id, message_id, 'identifiers', 'suppressed',"
-              "   (to_jsonb(moved) - 'txid' - 'id')::text from moved",
-              {spi::text_array(q_txid), spi::int8_array(q_id)}, SPI_OK_INSERT);
-  });
+  sql::run("with moved as (delete from cdp.events e using unnest($1::text[], $2::int8[]) x(t, id)"
+           "   where e.txid = x.t::xid8 and e.id = x.id returning e.*)"
+           " insert into cdp.quarantine (received_at, source_id, message_id, field, reason, raw)"
+           " select received_at, source_id, message_id, 'identifiers', 'suppressed',"
+           "   (to_jsonb(moved) - 'txid' - 'id')::text from moved",
+           {sql::texts(q_txid), sql::int8s(q_id)}, SPI_OK_INSERT);
   events = std::move(kept_events);
   txids = std::move(kept_txids);
   extracted = std::move(kept_ids);

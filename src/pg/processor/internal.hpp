@@ -42,13 +42,13 @@ void define_rules_gucs();
 // The batch (batch.cpp)
 
 // The columns an EventFacts is read from, in order (13 of them), and the reader
-// (row r, the first of them in column `first`).
+// (row r of rows, the first of them in column `first`, counted from 0).
 #define EVENT_FACTS_COLUMNS                                                                      \
   " e.id, e.type, e.source_id, e.message_id, coalesce(e.user_id, ''),"                          \
   " coalesce(e.anonymous_id, ''), coalesce(e.previous_id, ''), coalesce(e.group_id, ''),"       \
   " e.\"timestamp\", coalesce(e.traits::text, ''), coalesce(e.context::text, ''),"             \
   " coalesce(e.properties::text, ''), coalesce(e.event, e.name, '') "
-EventFacts event_facts(uint64 r, int first);
+EventFacts event_facts(const sql::Rows& rows, size_t r, int first);
 
 // The first event of the batch being processed, kept when its transaction
 // aborts: the suspect if a batch of one keeps failing (see run_one_batch).
@@ -80,7 +80,7 @@ extern size_t last_graph_identities, last_graph_bytes, last_graph_text;
 // cdp.processor_state has one row. If someone deleted it, it is made again
 // (WARNING) with the cursor after the last event bound to a profile, the
 // closest the tables tell to where the processor was; then the caller reads it.
-// Must run inside pg::call.
+// Needs SPI.
 void ensure_processor_state();
 
 // Processes one batch inside the caller's transaction; returns events processed.

@@ -2,10 +2,12 @@
 // the core's IdentityRules and TraitRules, cached per process, and the guard
 // rails that go with them (cdp.max_*_per_profile).
 #include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/json_util.hpp"
 #include "pg/processor/internal.hpp"
-#include "pg/runtime/guard.hpp"
 #include "pg/runtime/spi.hpp"
 
 extern "C" {
@@ -23,68 +25,59 @@ int max_traits = static_cast<int>(kDefaultMaxTraits);
 
 // Read at the start of each batch (small tables; changes apply at once).
 
+namespace {
+
+// A JSON array of strings (array_to_json of a text[]) as a vector.
+std::vector<std::string> string_list(std::string_view json) {
+  std::vector<std::string> out;
+  rapidjson::Document d;
+  if (!d.Parse(json.data(), json.size()).HasParseError() && d.IsArray())
+    for (auto& v : d.GetArray())
+      if (v.IsString()) out.emplace_back(v.GetString(), v.GetStringLength());
+  return out;
+}
+
+}  // namespace
+
 IdentityRules load_identity_rules() {
+  sql::Rows rows = sql::select(
+      "select type, array_to_json(paths)::text, normalise, coalesce(max_per_profile, 0),"
+      " coalesce((extract(epoch from limit_window) * 1000000)::int8, 0), priority,"
+      " array_to_json(blocked_values)::text, array_to_json(blocked_patterns)::text,"
+      " default_country_code from cdp.identifier_types order by priority, type");
   std::vector<IdentifierType> types;
-  std::vector<std::string> paths, values, patterns;  // arrays as JSON text, parsed below
-  call([&] {
-    uint64 n = spi::exec(
-        "select type, array_to_json(paths)::text, normalise, coalesce(max_per_profile, 0),"
-        " coalesce((extract(epoch from limit_window) * 1000000)::int8, 0), priority,"
-        " array_to_json(blocked_values)::text, array_to_json(blocked_patterns)::text,"
-        " default_country_code from cdp.identifier_types order by priority, type",
-        SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) {
-      IdentifierType t;
-      t.name = spi::get_text(r, 1);
-      t.normalise = parse_normalise(spi::get_text(r, 3)).value_or(Normalise::None);
-      t.limit = spi::get_int4(r, 4);
-      t.window = spi::get_int8(r, 5);
-      t.priority = spi::get_int4(r, 6);
-      t.default_country_code = spi::get_text(r, 9);
-      types.push_back(std::move(t));
-      paths.push_back(spi::get_text(r, 2));
-      values.push_back(spi::get_text(r, 7));
-      patterns.push_back(spi::get_text(r, 8));
-    }
-  });
-  auto list = [](const std::string& json) {
-    std::vector<std::string> out;
-    rapidjson::Document d;
-    if (!d.Parse(json.data(), json.size()).HasParseError() && d.IsArray())
-      for (auto& v : d.GetArray())
-        if (v.IsString()) out.emplace_back(v.GetString(), v.GetStringLength());
-    return out;
-  };
-  for (size_t i = 0; i < types.size(); i++) {
-    types[i].paths = list(paths[i]);
-    types[i].blocked_values = list(values[i]);
-    types[i].blocked_patterns = list(patterns[i]);
+  for (size_t r = 0; r < rows.size(); r++) {
+    IdentifierType t;
+    t.name = rows.str(r, 0);
+    t.paths = string_list(rows.text(r, 1));
+    t.normalise = parse_normalise(rows.text(r, 2)).value_or(Normalise::None);
+    t.limit = rows.int4(r, 3);
+    t.window = rows.int8(r, 4);
+    t.priority = rows.int4(r, 5);
+    t.blocked_values = string_list(rows.text(r, 6));
+    t.blocked_patterns = string_list(rows.text(r, 7));
+    t.default_country_code = rows.str(r, 8);
+    types.push_back(std::move(t));
   }
   return IdentityRules(std::move(types), GuardRails{max_merges, max_identifiers});
 }
 
 TraitRules load_trait_rules() {
+  sql::Rows rows = sql::select(
+      "select trait, strategy, array_to_json(source_priority)::text, coalesce(from_path, '')"
+      " from cdp.trait_rules order by trait");
   std::vector<TraitRule> rules;
-  std::vector<std::string> priorities;
-  call([&] {
-    uint64 n = spi::exec(
-        "select trait, strategy, array_to_json(source_priority)::text, coalesce(from_path, '')"
-        " from cdp.trait_rules order by trait",
-        SPI_OK_SELECT);
-    for (uint64 r = 0; r < n; r++) {
-      TraitRule t;
-      t.trait = spi::get_text(r, 1);
-      t.strategy = parse_trait_strategy(spi::get_text(r, 2)).value_or(TraitStrategy::Last);
-      t.from_path = spi::get_text(r, 4);
-      priorities.push_back(spi::get_text(r, 3));
-      rules.push_back(std::move(t));
-    }
-  });
-  for (size_t i = 0; i < rules.size(); i++) {
+  for (size_t r = 0; r < rows.size(); r++) {
+    TraitRule t;
+    t.trait = rows.str(r, 0);
+    t.strategy = parse_trait_strategy(rows.text(r, 1)).value_or(TraitStrategy::Last);
+    t.from_path = rows.str(r, 3);
     rapidjson::Document d;
-    if (!d.Parse(priorities[i].data(), priorities[i].size()).HasParseError() && d.IsArray())
+    std::string_view priority = rows.text(r, 2);
+    if (!d.Parse(priority.data(), priority.size()).HasParseError() && d.IsArray())
       for (auto& v : d.GetArray())
-        if (v.IsInt()) rules[i].source_priority.push_back(v.GetInt());
+        if (v.IsInt()) t.source_priority.push_back(v.GetInt());
+    rules.push_back(std::move(t));
   }
   return TraitRules(std::move(rules), static_cast<size_t>(max_traits));
 }

@@ -100,17 +100,17 @@ bool event_can_cause(const std::exception& e) {
 // Moves one event from cdp.events to cdp.quarantine (field "processor").
 void quarantine_event(const FirstEvent& ev, const std::string& reason) {
   worker::in_transaction("cdp processor: quarantine", [&] {
-    call([&] {
-      uint64 n = spi::exec(
-          "with moved as (delete from cdp.events e where e.txid = $1::xid8 and e.id = $2 returning e.*)"
-          " insert into cdp.quarantine (received_at, source_id, message_id, field, reason, raw)"
-          " select received_at, source_id, message_id, 'processor', $3,"
-          "   (to_jsonb(moved) - 'txid' - 'id')::text from moved",
-          {spi::str(ev.txid), spi::int8(ev.id), spi::str(reason)}, SPI_OK_INSERT);
-      if (n > 0)
+    uint64 n = sql::run(
+        "with moved as (delete from cdp.events e where e.txid = $1::xid8 and e.id = $2 returning e.*)"
+        " insert into cdp.quarantine (received_at, source_id, message_id, field, reason, raw)"
+        " select received_at, source_id, message_id, 'processor', $3,"
+        "   (to_jsonb(moved) - 'txid' - 'id')::text from moved",
+        {sql::text(ev.txid), sql::int8(ev.id), sql::text(reason)}, SPI_OK_INSERT);
+    if (n > 0)
+      call([&] {
         ereport(WARNING, (errmsg("cdp processor: event %lld set aside in cdp.quarantine: %s",
                                  static_cast<long long>(ev.id), reason.c_str())));
-    });
+      });
   });
 }
 
@@ -163,11 +163,11 @@ bool run_one_batch() {
 // would trim cdp.message_ids when only the SQL API is used.
 void run_maintenance() {
   worker::in_transaction("cdp processor: maintenance",
-                         [] { call([] { spi::exec("select cdp.run_maintenance()", SPI_OK_SELECT); }); });
+                         [] { sql::run("select cdp.run_maintenance()", SPI_OK_SELECT); });
   // Its own transaction: a failure here does not undo the partitions made above.
   if (retention_enabled)
     worker::in_transaction("cdp processor: retention",
-                           [] { call([] { spi::exec("select cdp.run_retention()", SPI_OK_SELECT); }); });
+                           [] { sql::run("select cdp.run_retention()", SPI_OK_SELECT); });
 }
 
 // Segments whose windows moved on, once a second.

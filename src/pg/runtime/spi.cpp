@@ -10,10 +10,19 @@ extern "C" {
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 }
 
+// Everything of the spi namespace here is this file's: plans, marshalling
+// and the statement itself, run by sql:: inside its guard.
 namespace cdp::pg::spi {
 namespace {
+
+struct Arg {
+  Oid type;
+  Datum value;
+  bool isnull;
+};
 
 Datum array(Datum* values, bool* nulls, int n, Oid elem) {
   int16 len;
@@ -24,19 +33,28 @@ Datum array(Datum* values, bool* nulls, int n, Oid elem) {
   return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs, elem, len, byval, align));
 }
 
-template <class T, class F>
-Arg make_array(const std::vector<T>& v, Oid array_type, Oid elem, F to_datum, bool empty_is_null = false) {
-  int n = static_cast<int>(v.size());
+// An array of n elements, element i being datum_at(i, nulls[i]).
+template <class F>
+Arg filled_array(size_t rows, Oid array_type, Oid elem, F datum_at) {
+  if (rows > MaxArraySize) elog(ERROR, "cdp: an array parameter of %zu elements", rows);
+  int n = static_cast<int>(rows);
   Datum* values = static_cast<Datum*>(palloc(sizeof(Datum) * (n + 1)));
   bool* nulls = static_cast<bool*>(palloc0(sizeof(bool) * (n + 1)));
-  for (int i = 0; i < n; i++) {
-    if constexpr (std::is_same_v<T, std::string>) {
-      nulls[i] = empty_is_null && v[i].empty();
-      if (nulls[i]) continue;
-    }
-    values[i] = to_datum(v[i]);
-  }
+  for (int i = 0; i < n; i++) values[i] = datum_at(static_cast<size_t>(i), nulls[i]);
   return {array_type, array(values, nulls, n, elem), false};
+}
+
+Datum text_datum(const char* s, size_t len) { return PointerGetDatum(cstring_to_text_with_len(s, static_cast<int>(len))); }
+
+template <class T, class F>
+Arg make_array(const std::vector<T>& v, Oid array_type, Oid elem, F to_datum, bool empty_is_null = false) {
+  return filled_array(v.size(), array_type, elem, [&](size_t i, bool& null) -> Datum {
+    if constexpr (std::is_same_v<T, std::string>) {
+      null = empty_is_null && v[i].empty();
+      if (null) return 0;
+    }
+    return to_datum(v[i]);
+  });
 }
 
 constexpr int kMaxArgs = 64;
@@ -79,21 +97,18 @@ void marshal(const Arg* args, int nargs, Datum* values, char* nulls) {
   }
 }
 
-}  // namespace
-
-Arg str(const std::string& s) {
+Arg str(const std::string& s) {  // "": NULL
   if (s.empty()) return {TEXTOID, 0, true};
-  return {TEXTOID, PointerGetDatum(cstring_to_text_with_len(s.data(), s.size())), false};
+  return {TEXTOID, text_datum(s.data(), s.size()), false};
 }
 Arg int8(int64_t v) { return {INT8OID, Int64GetDatum(v), false}; }
 Arg int4(int v) { return {INT4OID, Int32GetDatum(v), false}; }
 Arg float8(double v) { return {FLOAT8OID, Float8GetDatum(v), false}; }
 Arg timestamptz(Micros t) { return {TIMESTAMPTZOID, TimestampTzGetDatum(to_pg(t)), false}; }
 
-Arg text_array(const std::vector<std::string>& v, bool empty_is_null) {
-  return make_array(v, TEXTARRAYOID, TEXTOID, [](const std::string& s) {
-    return PointerGetDatum(cstring_to_text_with_len(s.data(), s.size()));
-  }, empty_is_null);
+Arg text_array(const std::vector<std::string>& v, bool empty_is_null = false) {
+  return make_array(v, TEXTARRAYOID, TEXTOID, [](const std::string& s) { return text_datum(s.data(), s.size()); },
+                    empty_is_null);
 }
 Arg int8_array(const std::vector<int64_t>& v) {
   return make_array(v, INT8ARRAYOID, INT8OID, [](int64_t x) { return Int64GetDatum(x); });
@@ -108,6 +123,8 @@ Arg bool_array(const std::vector<bool>& v) {
   return make_array(v, BOOLARRAYOID, BOOLOID, [](bool b) { return BoolGetDatum(b); });
 }
 
+// Runs `sql` (a string literal: its address keys a plan kept for the backend's
+// life) and checks the result code. Returns SPI_processed.
 uint64 exec(const char* sql, const Arg* args, int nargs, int expected) {
   SPIPlanPtr p = plan_for(sql, args, nargs);
   Datum values[kMaxArgs];
@@ -118,74 +135,7 @@ uint64 exec(const char* sql, const Arg* args, int nargs, int expected) {
   return SPI_processed;
 }
 
-uint64 exec(const char* sql, int expected) { return exec(sql, nullptr, 0, expected); }
-
-void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*read)(uint64, void*), void* ctx) {
-  SPIPlanPtr p = plan_for(sql, args, nargs);
-  Datum values[kMaxArgs];
-  char nulls[kMaxArgs];
-  marshal(args, nargs, values, nulls);
-  // read_only = false: a fresh snapshot that sees what this transaction wrote so far.
-  Portal portal = SPI_cursor_open(nullptr, p, values, nulls, false);
-  if (!portal) elog(ERROR, "cdp: could not open a cursor: %s", sql);
-  for (;;) {
-    SPI_cursor_fetch(portal, true, batch);
-    uint64 n = SPI_processed;
-    if (n == 0) break;
-    read(n, ctx);  // may throw C++: no PG_TRY frame between here and the caller's pg::call
-    SPI_freetuptable(SPI_tuptable);
-  }
-  SPI_cursor_close(portal);
-}
-
-// A row past the end of the result (a singleton row someone deleted, a
-// statement that returned nothing) is an error, never a read of vals[row].
-static Datum value(uint64 row, int col, bool* isnull) {
-  if (!SPI_tuptable || row >= SPI_tuptable->numvals || col < 1 || col > SPI_tuptable->tupdesc->natts)
-    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                    errmsg("cdp: row %llu, column %d of a result of %llu rows read", (unsigned long long)row, col,
-                           (unsigned long long)(SPI_tuptable ? SPI_tuptable->numvals : 0))));
-  return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
-}
-int64_t get_int8(uint64 row, int col, int64_t if_null) {
-  bool n;
-  Datum d = value(row, col, &n);
-  return n ? if_null : DatumGetInt64(d);
-}
-int get_int4(uint64 row, int col, int if_null) {
-  bool n;
-  Datum d = value(row, col, &n);
-  return n ? if_null : DatumGetInt32(d);
-}
-bool get_bool(uint64 row, int col) {
-  bool n;
-  Datum d = value(row, col, &n);
-  return !n && DatumGetBool(d);
-}
-bool is_null(uint64 row, int col) {
-  bool n;
-  value(row, col, &n);
-  return n;
-}
-std::string get_text(uint64 row, int col) {
-  bool n;
-  Datum d = value(row, col, &n);
-  if (n) return {};
-  auto* t = reinterpret_cast<::text*>(PG_DETOAST_DATUM_PACKED(d));
-  return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
-Micros get_timestamptz(uint64 row, int col) {
-  bool n;
-  Datum d = value(row, col, &n);
-  if (n) return 0;
-  // 'infinity', '-infinity' and times past year 9999 (a direct insert) are
-  // clamped into the core's range: window arithmetic on them must not overflow.
-  TimestampTz t = DatumGetTimestampTz(d);
-  if (t > to_pg(kLatest)) return kLatest;
-  if (t < to_pg(kEarliest)) return kEarliest;
-  return from_pg(t);
-}
-
+}  // namespace
 }  // namespace cdp::pg::spi
 
 // ---------------------------------------------------------------------------
@@ -199,7 +149,30 @@ using spi::kMaxArgs;
 
 namespace {
 
+Oid type_of(Param::Kind kind) {
+  switch (kind) {
+    case Param::Null:
+    case Param::Text: return TEXTOID;
+    case Param::Int8: return INT8OID;
+    case Param::Int4: return INT4OID;
+    case Param::Float8: return FLOAT8OID;
+    case Param::Timestamptz: return TIMESTAMPTZOID;
+    case Param::Bool: return BOOLOID;
+    case Param::Texts:
+    case Param::TextsOrNull: return TEXTARRAYOID;
+    case Param::Int8s: return INT8ARRAYOID;
+    case Param::Int4s: return INT4ARRAYOID;
+    case Param::Timestamptzs: return TIMESTAMPTZARRAYOID;
+    case Param::Bools: return BOOLARRAYOID;
+    case Param::TextColumn: return TEXTARRAYOID;
+    case Param::TimestamptzColumn: return TIMESTAMPTZARRAYOID;
+    case Param::Int4Column: return INT4ARRAYOID;
+  }
+  elog(ERROR, "cdp: unknown parameter kind %d", static_cast<int>(kind));
+}
+
 Arg to_arg(const Param& p) {
+  if (p.null) return {type_of(p.kind), 0, true};
   switch (p.kind) {
     case Param::Null: return {TEXTOID, 0, true};
     case Param::Text: return spi::str(*static_cast<const std::string*>(p.p));
@@ -214,6 +187,23 @@ Arg to_arg(const Param& p) {
     case Param::Int4s: return spi::int4_array(*static_cast<const std::vector<int>*>(p.p));
     case Param::Timestamptzs: return spi::timestamptz_array(*static_cast<const std::vector<Micros>*>(p.p));
     case Param::Bools: return spi::bool_array(*static_cast<const std::vector<bool>*>(p.p));
+    case Param::TextColumn:
+      return spi::filled_array(static_cast<size_t>(p.i), TEXTARRAYOID, TEXTOID, [&](size_t r, bool& null) -> Datum {
+        std::string_view s = p.at.text(p.p, r);
+        null = s.empty();
+        return null ? 0 : spi::text_datum(s.data(), s.size());
+      });
+    case Param::TimestamptzColumn:
+      return spi::filled_array(static_cast<size_t>(p.i), TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
+                               [&](size_t r, bool& null) -> Datum {
+                                 std::optional<Micros> t = p.at.time(p.p, r);
+                                 null = !t;
+                                 return null ? 0 : TimestampTzGetDatum(to_pg(*t));
+                               });
+    case Param::Int4Column:
+      return spi::filled_array(static_cast<size_t>(p.i), INT4ARRAYOID, INT4OID, [&](size_t r, bool&) -> Datum {
+        return Int32GetDatum(p.at.int4(p.p, r));
+      });
   }
   elog(ERROR, "cdp: unknown parameter kind %d", static_cast<int>(p.kind));
 }
@@ -250,7 +240,8 @@ void copy_cell(Rows& out, HeapTuple tuple, TupleDesc desc, int col, Oid type) {
       case TIMESTAMPTZOID: c.i = clamp_timestamptz(DatumGetTimestampTz(d)); break;
       case TEXTOID:
       case VARCHAROID:
-      case BPCHAROID: {
+      case BPCHAROID:
+      case BYTEAOID: {  // bytea: its raw bytes, not the \x text form
         auto* t = reinterpret_cast<::text*>(PG_DETOAST_DATUM_PACKED(d));
         c.i = static_cast<int64_t>(out.text_.size());
         c.len = VARSIZE_ANY_EXHDR(t);

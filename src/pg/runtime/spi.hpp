@@ -1,5 +1,8 @@
-// SPI helpers for set-based statements with array parameters. Every function
-// here calls Postgres and must run inside pg::call (it may ereport).
+// The glue's one way to SPI. sql:: (below) runs statements and reads their
+// results; spi::connected brackets a connection; spi::check_interrupts serves
+// a pending interrupt. The SPI calls themselves (the plan cache, marshalling,
+// result access) live in spi.cpp only: the glue runs its statements through
+// sql::, never inside a pg::call body of its own.
 #pragma once
 extern "C" {
 #include "postgres.h"
@@ -9,49 +12,15 @@ extern "C" {
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/timestamp.hpp"
 #include "pg/runtime/guard.hpp"
 
 namespace cdp::pg::spi {
-
-struct Arg {
-  Oid type;
-  Datum value;
-  bool isnull;
-};
-
-Arg str(const std::string& s);  // text; empty string: NULL
-Arg int8(int64_t v);
-Arg int4(int v);
-Arg float8(double v);
-Arg timestamptz(Micros t);
-Arg text_array(const std::vector<std::string>& v, bool empty_is_null = false);
-Arg int8_array(const std::vector<int64_t>& v);
-Arg int4_array(const std::vector<int>& v);
-Arg timestamptz_array(const std::vector<Micros>& v);
-Arg bool_array(const std::vector<bool>& v);
-
-// Runs `sql` (a string literal: its address keys a plan kept for the backend's
-// life) and checks the result code. Returns SPI_processed.
-uint64 exec(const char* sql, const Arg* args, int nargs, int expected);
-inline uint64 exec(const char* sql, std::initializer_list<Arg> args, int expected) {
-  return exec(sql, args.begin(), static_cast<int>(args.size()), expected);
-}
-uint64 exec(const char* sql, int expected);
-
-// Runs `sql` through a cursor, `batch` rows at a time, and calls
-// read(n) after each fetch while the rows are the current result (read them
-// with get_*; read must copy them out and run no statement itself). For
-// results too large to hold at once.
-void each_batch(const char* sql, const Arg* args, int nargs, long batch, void (*read)(uint64 n, void* ctx), void* ctx);
-template <class F>
-void each_batch(const char* sql, std::initializer_list<Arg> args, long batch, F&& read) {
-  each_batch(sql, args.begin(), static_cast<int>(args.size()), batch,
-             [](uint64 n, void* f) { (*static_cast<F*>(f))(n); }, &read);
-}
 
 // Runs f (C++ that reaches Postgres through pg::call) inside an SPI connection
 // and returns its result. If f throws, the aborting transaction closes SPI.
@@ -72,15 +41,6 @@ inline void check_interrupts() {
   if (unlikely(InterruptPending)) call([] { CHECK_FOR_INTERRUPTS(); });
 }
 
-// Result access for the last statement. Reading a row the result does not
-// have is an ERROR (not a crash).
-int64_t get_int8(uint64 row, int col, int64_t if_null = 0);
-int get_int4(uint64 row, int col, int if_null = 0);
-bool get_bool(uint64 row, int col);
-bool is_null(uint64 row, int col);
-std::string get_text(uint64 row, int col);  // NULL: empty
-Micros get_timestamptz(uint64 row, int col);
-
 }  // namespace cdp::pg::spi
 
 // ---------------------------------------------------------------------------
@@ -89,18 +49,29 @@ Micros get_timestamptz(uint64 row, int col);
 // the statement inside pg::call themselves; a result comes back as Rows,
 // copied out of SPI inside the guard into plain buffers, read outside it.
 // Code using these needs no pg::call of its own, so no C++ object can be
-// declared where a Postgres error would longjmp over it. (spi:: above is
-// what they are built on.)
+// declared where a Postgres error would longjmp over it.
 
 namespace cdp::pg::sql {
 
+// Row `row` of a column the caller keeps in its own objects (see text_column).
+using TextAt = std::string_view (*)(const void* ctx, size_t row);     // "": NULL
+using TimeAt = std::optional<Micros> (*)(const void* ctx, size_t row);  // nullopt: NULL
+using Int4At = int (*)(const void* ctx, size_t row);
+
 struct Param {
   enum Kind : uint8_t { Null, Text, Int8, Int4, Float8, Timestamptz, Bool, Texts, TextsOrNull, Int8s, Int4s,
-                        Timestamptzs, Bools };
+                        Timestamptzs, Bools, TextColumn, TimestamptzColumn, Int4Column };
+  union At {
+    TextAt text;
+    TimeAt time;
+    Int4At int4;
+  };
   Kind kind = Null;
-  int64_t i = 0;
+  int64_t i = 0;            // a value; a column: its rows
   double f = 0;
-  const void* p = nullptr;  // the caller's string or vector: must outlive the call
+  const void* p = nullptr;  // the caller's string, vector or column context: must outlive the call
+  bool null = false;        // a NULL of this kind's type (null_if)
+  At at = {nullptr};        // a column's reader
 };
 inline Param text(const std::string& s) { return {s.empty() ? Param::Null : Param::Text, 0, 0, &s}; }  // "": NULL
 inline Param int8(int64_t v) { return {Param::Int8, v}; }
@@ -108,7 +79,13 @@ inline Param int4(int v) { return {Param::Int4, v}; }
 inline Param float8(double v) { return {Param::Float8, 0, v}; }
 inline Param timestamptz(Micros t) { return {Param::Timestamptz, t}; }
 inline Param boolean(bool b) { return {Param::Bool, b}; }
-inline Param null() { return {}; }
+inline Param null() { return {}; }  // a text NULL
+// p's type with a NULL value when `cond`: for `$1::int8[] is null or ...`,
+// where a text NULL would not plan.
+inline Param null_if(bool cond, Param p) {
+  p.null = cond;
+  return p;
+}
 inline Param texts(const std::vector<std::string>& v, bool empty_is_null = false) {
   return {empty_is_null ? Param::TextsOrNull : Param::Texts, 0, 0, &v};
 }
@@ -116,11 +93,31 @@ inline Param int8s(const std::vector<int64_t>& v) { return {Param::Int8s, 0, 0, 
 inline Param int4s(const std::vector<int>& v) { return {Param::Int4s, 0, 0, &v}; }
 inline Param timestamptzs(const std::vector<Micros>& v) { return {Param::Timestamptzs, 0, 0, &v}; }
 inline Param bools(const std::vector<bool>& v) { return {Param::Bools, 0, 0, &v}; }
+// Arrays read straight from the caller's objects, for a batch's payload
+// strings: the marshalling calls read(ctx, r) for r in [0, rows) inside the
+// guard and copies each value into Postgres memory, with no C++ copy first.
+// read returns a view of what ctx holds and declares nothing with a destructor.
+inline Param text_column(size_t rows, const void* ctx, TextAt read) {
+  Param p{Param::TextColumn, static_cast<int64_t>(rows), 0, ctx};
+  p.at.text = read;
+  return p;
+}
+inline Param timestamptz_column(size_t rows, const void* ctx, TimeAt read) {
+  Param p{Param::TimestamptzColumn, static_cast<int64_t>(rows), 0, ctx};
+  p.at.time = read;
+  return p;
+}
+inline Param int4_column(size_t rows, const void* ctx, Int4At read) {
+  Param p{Param::Int4Column, static_cast<int64_t>(rows), 0, ctx};
+  p.at.int4 = read;
+  return p;
+}
 
-// A result copied out of SPI. Columns are numbered from 0. Only columns of
-// types int2/int4/int8, bool, float8, timestamptz and text (cast the rest
-// ::text) are read; NULL reads as 0, false or "". Reading a row or column the
-// result does not have is a cdp::Error(Internal), never a crash.
+// A result copied out of SPI. Columns are numbered from 0. Columns of types
+// int2/int4/int8, bool, float4/float8 and timestamptz read as numbers; text,
+// varchar and bytea (its raw bytes) as text; any other type in its text form.
+// NULL reads as 0, false or "". Reading a row or column the result does not
+// have is a cdp::Error(Internal), never a crash.
 class Rows {
  public:
   size_t size() const { return rows_; }
