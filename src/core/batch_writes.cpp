@@ -34,19 +34,6 @@ bool joins_account(const EventFacts& e) {
   return e.type == MessageType::Group && !e.group_id.empty() && e.group_id.size() <= kMaxIdentifierBytes;
 }
 
-// A surviving profile as the batch leaves it.
-struct ProfileAgg {
-  TraitSet traits;
-  Micros first_seen = INT64_MAX, last_seen = INT64_MIN;
-  int64_t events = 0;
-  int merges = 0;
-  bool flagged = false;
-  void seen(Micros t) {
-    first_seen = std::min(first_seen, t);
-    last_seen = std::max(last_seen, t);
-  }
-};
-
 struct AccountAgg {
   TraitSet traits;
   Micros first_seen = INT64_MAX, last_seen = INT64_MIN;

@@ -5,6 +5,8 @@
 // into one typed value: every row the batch inserts, updates or deletes. The
 // glue ships it with one set-based statement per table (src/pg/processor/).
 #pragma once
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -14,6 +16,20 @@
 #include "core/traits.hpp"
 
 namespace cdp {
+
+// What a profile's row becomes: its traits and counters, folded (by
+// fold_batch, and by the processor's refold after an unmerge).
+struct ProfileAgg {
+  TraitSet traits;
+  Micros first_seen = INT64_MAX, last_seen = INT64_MIN;
+  int64_t events = 0;
+  int merges = 0;
+  bool flagged = false;
+  void seen(Micros t) {
+    first_seen = std::min(first_seen, t);
+    last_seen = std::max(last_seen, t);
+  }
+};
 
 // A row of cdp.profiles as the batch reads it (traits as stored JSON text).
 struct StoredProfile {

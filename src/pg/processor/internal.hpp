@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/batch_writes.hpp"
 #include "core/identity.hpp"
 #include "core/traits.hpp"
 #include "pg/runtime/shared.hpp"
@@ -58,19 +59,6 @@ struct FirstEvent {
   size_t batch = 0;  // events the batch read
 };
 extern FirstEvent batch_first;
-
-// What a profile's row becomes: its traits and counters, folded.
-struct ProfileAgg {
-  TraitSet traits;
-  Micros first_seen = INT64_MAX, last_seen = INT64_MIN;
-  int64_t events = 0;
-  int merges = 0;
-  bool flagged = false;
-  void seen(Micros t) {
-    first_seen = std::min(first_seen, t);
-    last_seen = std::max(last_seen, t);
-  }
-};
 
 // cdp.rebuild_identities() is running: nothing is queued for delivery again.
 extern bool rebuilding;
