@@ -1,7 +1,8 @@
 # Shared shell functions for ./dev, .ci/run, the end-to-end tests and bench/.
 # Expects ROOT (the project folder) to be set by the caller.
 
-PG_BIN=/usr/lib/postgresql/15/bin
+# PG_BIN may point at a private install (a copy of the server with this build in it).
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 DEB_PACKAGES=(
   build-essential cmake pkg-config git curl ca-certificates
   postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
