@@ -13,6 +13,7 @@ CORE_SOURCES = \
 	src/core/payload.cpp \
 	src/core/gzip.cpp \
 	src/core/http_protocol.cpp \
+	src/core/sdk_settings.cpp \
 	src/core/http_metrics.cpp \
 	src/core/http_server.cpp \
 	src/core/identity.cpp \

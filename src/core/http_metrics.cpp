@@ -11,7 +11,7 @@ void HttpMetrics::reset() {
   for (auto& a : commit_buckets) a = 0;
   batch_sum = batch_count = commit_sum_micros = commit_count = 0;
   queue_messages = open_connections = buffered_bytes = 0;
-  connections_refused = requests_timed_out = 0;
+  connections_refused = requests_timed_out = sdk_reports = 0;
   for (auto& a : deliveries) a = 0;
   for (auto& a : delivery_buckets) a = 0;
   delivery_sum_micros = delivery_count = 0;
@@ -115,9 +115,12 @@ std::string HttpMetrics::render() const {
        "# HELP cdp_http_connections_refused_total Connections answered 503 at once: past cdp.http_max_connections.\n"
        "# TYPE cdp_http_connections_refused_total counter\ncdp_http_connections_refused_total %llu\n"
        "# HELP cdp_http_requests_timed_out_total Requests cut for not arriving whole within cdp.http_request_timeout.\n"
-       "# TYPE cdp_http_requests_timed_out_total counter\ncdp_http_requests_timed_out_total %llu\n",
+       "# TYPE cdp_http_requests_timed_out_total counter\ncdp_http_requests_timed_out_total %llu\n"
+       "# HELP cdp_http_sdk_reports_total Reports SDKs sent about themselves (/v1/m): counted, not stored.\n"
+       "# TYPE cdp_http_sdk_reports_total counter\ncdp_http_sdk_reports_total %llu\n",
        static_cast<unsigned long long>(connections_refused.load()),
-       static_cast<unsigned long long>(requests_timed_out.load()));
+       static_cast<unsigned long long>(requests_timed_out.load()),
+       static_cast<unsigned long long>(sdk_reports.load()));
   line(out,
        "# HELP cdp_deliveries_total Delivery outcomes, all destinations (per destination: cdp.destination_stats).\n"
        "# TYPE cdp_deliveries_total counter\n"

@@ -10,7 +10,7 @@
 namespace cdp {
 
 struct HttpMetrics {
-  static constexpr int kCodes[] = {200, 204, 400, 401, 403, 404, 405, 413, 414, 415, 431, 500, 501, 503, 505};
+  static constexpr int kCodes[] = {200, 204, 304, 400, 401, 403, 404, 405, 413, 414, 415, 431, 500, 501, 503, 505};
   static constexpr int kNumCodes = sizeof(kCodes) / sizeof(kCodes[0]);
   static constexpr double kBatchBuckets[] = {1, 10, 50, 100, 500, 1000, 2500};
   static constexpr int kNumBatchBuckets = sizeof(kBatchBuckets) / sizeof(kBatchBuckets[0]);
@@ -28,6 +28,8 @@ struct HttpMetrics {
   // Connections answered 503 at once for being past the cap; requests cut for
   // not arriving whole within cdp.http_request_timeout.
   std::atomic<uint64_t> connections_refused, requests_timed_out;
+  // Reports browser SDKs send about themselves (analytics-next's /v1/m): counted, not stored.
+  std::atomic<uint64_t> sdk_reports;
   // The delivery worker's outcomes (all destinations; per destination in
   // cdp.destination_stats): delivered, failed attempts, dead-lettered.
   static constexpr double kDeliveryBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300};

@@ -5,14 +5,49 @@
 
 namespace cdp {
 
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += plus_is_space && s[i] == '+' ? ' ' : s[i];
+    }
+  }
+  return out;
+}
+
 RouteMatch match_route(std::string_view path) {
   if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
   while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
-  if (path == "/health") return {Route::Health, {}};
-  if (path == "/metrics") return {Route::Metrics, {}};
+  if (path == "/health") return {Route::Health, {}, {}};
+  if (path == "/metrics") return {Route::Metrics, {}, {}};
+  if (path == "/" || path == "/sdk") return {Route::Snippets, {}, {}};
+  if (path == "/sourceConfig") return {Route::SourceConfig, {}, {}};
+  if (path == "/beacon/v1/batch") return {Route::Ingest, {}, {}};
   if (path.substr(0, 4) != "/v1/") return {};
   std::string_view name = path.substr(4);
-  if (name == "batch" || name == "import") return {Route::Ingest, {}};
+  if (name == "batch" || name == "b" || name == "import") return {Route::Ingest, {}, {}};
+  if (name == "m") return {Route::SdkReport, {}, {}};
+  constexpr std::string_view kProjects = "projects/", kSettings = "/settings";
+  if (name.substr(0, kProjects.size()) == kProjects && name.size() > kProjects.size() + kSettings.size() &&
+      name.substr(name.size() - kSettings.size()) == kSettings) {
+    std::string_view key = name.substr(kProjects.size(), name.size() - kProjects.size() - kSettings.size());
+    auto decoded = percent_decode(key, false);
+    if (!decoded || decoded->empty() || decoded->find('/') != std::string::npos) return {};
+    return {Route::Settings, {}, std::move(*decoded)};
+  }
   static const struct {
     const char *full, *brief;
     MessageType type;
@@ -20,7 +55,7 @@ RouteMatch match_route(std::string_view path) {
                 {"page", "p", MessageType::Page},     {"screen", "s", MessageType::Screen},
                 {"group", "g", MessageType::Group},   {"alias", "a", MessageType::Alias}};
   for (auto& t : kTyped)
-    if (name == t.full || name == t.brief) return {Route::Ingest, t.type};
+    if (name == t.full || name == t.brief) return {Route::Ingest, t.type, {}};
   return {};
 }
 
@@ -61,6 +96,40 @@ bool origin_allowed(std::string_view origin, const std::vector<std::string>& all
   for (auto& a : allowed)
     if (a == "*" || a == origin) return true;
   return false;
+}
+
+// What analytics-next, RudderStack v3 and the server SDKs are seen to send.
+const char* const kCorsKnownHeaders =
+    "Content-Type, Authorization, Content-Encoding, X-Retry-Count, AnonymousId, SentAt, "
+    "Rsa-Retry-Attempt, Rsa-Retry-Reason";
+
+static bool token_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+CorsAnswer cors_policy(std::string_view origin, const std::vector<std::string>& allowed,
+                       std::string_view requested_headers) {
+  CorsAnswer a;
+  if (origin.empty()) return a;
+  for (auto& o : allowed) {
+    if (o == origin) a.allowed = a.credentials = true;
+    if (o == "*") a.allowed = true;
+  }
+  if (!a.allowed) return a;
+  a.allow_headers = kCorsKnownHeaders;
+  if (requested_headers.empty() || requested_headers.size() > 1024) return a;
+  std::vector<std::string> names = split_list(requested_headers);
+  if (names.empty() || names.size() > 32) return a;
+  std::string echoed;
+  for (auto& n : names) {
+    for (char c : n)
+      if (!token_char(c)) return a;
+    if (!echoed.empty()) echoed += ", ";
+    echoed += n;
+  }
+  a.allow_headers = std::move(echoed);
+  return a;
 }
 
 namespace {

@@ -20,6 +20,7 @@
 #include "core/error.hpp"
 #include "core/gzip.hpp"
 #include "core/http_protocol.hpp"
+#include "core/sdk_settings.hpp"
 
 namespace cdp {
 
@@ -95,10 +96,6 @@ int status_for(ErrorKind kind) {
 
 const char* header(MHD_Connection* c, const char* name) {
   return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-}
-
-bool starts_with_ci(const char* s, const char* prefix) {
-  return strncasecmp(s, prefix, std::strlen(prefix)) == 0;
 }
 
 // The headers that decide how the body is framed, counted: libmicrohttpd
@@ -455,6 +452,31 @@ void HttpServer::release(PendingRequest* r) {
 
 // --- answers ----------------------------------------------------------------
 
+std::shared_ptr<const HttpDynamicConfig> HttpServer::dynamic() const {
+  std::lock_guard lock(mutex_);
+  return dynamic_;
+}
+
+// CORS headers for an allowed Origin (docs/http-api.md#cors). Every answer
+// varies by Origin; a preflight's also by the headers it asked for.
+void HttpServer::add_cors(MHD_Response* resp, const PendingRequest* r, bool preflight) {
+  if (r->origin.empty()) return;
+  CorsAnswer a = cors_policy(r->origin, dynamic()->cors_origins, r->asked_headers);
+  if (!a.allowed) return;
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, r->origin.c_str());
+  if (a.credentials) MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+  if (!preflight) {
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After, ETag");
+    return;
+  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY,
+                          "Origin, Access-Control-Request-Headers, Access-Control-Request-Method");
+  MHD_add_response_header(resp, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
+  MHD_add_response_header(resp, "Access-Control-Allow-Headers", a.allow_headers.c_str());
+  MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+}
+
 int HttpServer::respond(MHD_Connection* c, PendingRequest* r, int status, const std::string& body,
                         const char* content_type, const char* retry_after) {
   r->finished = true;
@@ -463,23 +485,35 @@ int HttpServer::respond(MHD_Connection* c, PendingRequest* r, int status, const 
                                                        MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
   if (retry_after) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
-  if (!r->origin.empty()) {
-    std::shared_ptr<const HttpDynamicConfig> dyn;
-    {
-      std::lock_guard lock(mutex_);
-      dyn = dynamic_;
-    }
-    if (origin_allowed(r->origin, dyn->cors_origins)) {
-      MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, r->origin.c_str());
-      MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
-      if (status == MHD_HTTP_NO_CONTENT) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "POST, GET, OPTIONS");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                "Content-Type, Authorization, Content-Encoding");
-        MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
-      }
-    }
-  }
+  add_cors(resp, r, status == MHD_HTTP_NO_CONTENT);
+  int ret = MHD_queue_response(c, status, resp);
+  MHD_destroy_response(resp);
+  metrics_->count_request(status);
+  return ret;
+}
+
+// The settings documents SDKs fetch (their key is known by now): cacheable
+// for a minute, 304 when the client holds this version already.
+int HttpServer::sdk_document(MHD_Connection* c, PendingRequest* r) {
+  std::string configured = dynamic()->public_url;
+  auto url = configured.empty() ? sdk::from_host(r->host) : sdk::parse_public_url(configured);
+  if (!url)
+    return refuse(c, r, MHD_HTTP_BAD_REQUEST,
+                  "must be a host name or address with an optional port (or set cdp.public_url)", "Host");
+  std::string body = r->route == Route::Settings
+                         ? sdk::segment_settings(r->write_key, *url)
+                         : sdk::rudderstack_source_config(r->write_key, r->source_id, *url);
+  std::string tag = sdk::etag(body);
+  const char* asked = header(c, MHD_HTTP_HEADER_IF_NONE_MATCH);
+  int status = asked && sdk::etag_matches(asked, tag) ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK;
+  if (status == MHD_HTTP_NOT_MODIFIED) body.clear();
+  r->finished = r->answered = true;
+  MHD_Response* resp = MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()),
+                                                       MHD_RESPMEM_MUST_COPY);
+  if (status == MHD_HTTP_OK) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, tag.c_str());
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "public, max-age=60");
+  add_cors(resp, r, false);
   int ret = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
   metrics_->count_request(status);
@@ -532,7 +566,7 @@ int HttpServer::handle(MHD_Connection* c, const char* url, const char* method, c
   if (*upload_size) {
     size_t n = *upload_size;
     *upload_size = 0;
-    if (r->finished || r->too_large || r->overloaded) return MHD_YES;  // read and dropped
+    if (r->finished || r->too_large || r->overloaded || r->discard) return MHD_YES;  // read and dropped
     size_t size = r->raw.size() + n;
     if (size > config_.limits.max_payload_bytes) {
       r->too_large = true;
@@ -550,7 +584,31 @@ int HttpServer::handle(MHD_Connection* c, const char* url, const char* method, c
     return respond(c, r, r->http_status, r->body, "application/json",
                    r->retry_after.empty() ? nullptr : r->retry_after.c_str());
   mark(r->conn, ConnectionState::kProcessing);  // all of it arrived
+  switch (r->route) {
+    case Route::Settings:
+    case Route::SourceConfig: return sdk_document(c, r);
+    case Route::SdkReport:
+      if (r->too_large) break;
+      metrics_->sdk_reports++;
+      return respond(c, r, MHD_HTTP_OK, "{\"success\":true}");
+    default: break;
+  }
   return ingest(c, r, r->implied);
+}
+
+// The write key a request carries outside its body: the HTTP Basic user name,
+// else the writeKey query parameter (beacons and RudderStack's config fetch).
+static std::string request_key(MHD_Connection* c) {
+  std::string key;
+  char* password = nullptr;
+  if (char* user = MHD_basic_auth_get_username_password(c, &password)) {
+    key = user;
+    MHD_free(user);
+  }
+  if (password) MHD_free(password);
+  if (key.empty())
+    if (const char* q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "writeKey")) key = q;
+  return key;
 }
 
 // Everything that can be decided from the request line and headers, before a
@@ -559,6 +617,8 @@ int HttpServer::handle(MHD_Connection* c, const char* url, const char* method, c
 int HttpServer::begin(MHD_Connection* c, PendingRequest* r, const char* url, const char* method,
                       const char* version) {
   if (const char* origin = header(c, "Origin")) r->origin = origin;
+  if (const char* host = header(c, MHD_HTTP_HEADER_HOST)) r->host = host;
+  if (const char* asked = header(c, "Access-Control-Request-Headers")) r->asked_headers = asked;
   if (std::strlen(url) > config_.max_url_bytes)
     return refuse(c, r, MHD_HTTP_URI_TOO_LONG,
                   "is longer than the limit of " + std::to_string(config_.max_url_bytes) + " bytes",
@@ -588,7 +648,9 @@ int HttpServer::begin(MHD_Connection* c, PendingRequest* r, const char* url, con
 
   if (std::strcmp(method, "OPTIONS") == 0) return respond(c, r, MHD_HTTP_NO_CONTENT, "");
   RouteMatch m = match_route(url);
+  r->route = m.route;
   bool get = std::strcmp(method, "GET") == 0 || std::strcmp(method, "HEAD") == 0;
+  bool post = std::strcmp(method, "POST") == 0;
   switch (m.route) {
     case Route::Health: {
       if (!get) break;
@@ -606,24 +668,37 @@ int HttpServer::begin(MHD_Connection* c, PendingRequest* r, const char* url, con
       return respond(c, r, MHD_HTTP_OK, metrics_->render(), "text/plain; version=0.0.4");
     case Route::NotFound:
       return refuse(c, r, MHD_HTTP_NOT_FOUND, "no such endpoint", "path");
+    case Route::Snippets: {
+      if (!get) break;
+      std::string configured = dynamic()->public_url;
+      auto u = configured.empty() ? sdk::from_host(r->host) : sdk::parse_public_url(configured);
+      if (!u) u = sdk::PublicUrl{"http", "127.0.0.1:" + std::to_string(port())};
+      return respond(c, r, MHD_HTTP_OK, sdk::snippet_page(*u), "text/html; charset=utf-8");
+    }
+    case Route::SdkReport:
+      if (!post) break;
+      r->discard = true;  // nothing of it is kept: no key needed, nothing buffered
+      return MHD_YES;
+    case Route::Settings:
+    case Route::SourceConfig:
+      if (!get) break;
+      r->write_key = m.route == Route::Settings ? m.write_key : request_key(c);
+      if (r->write_key.empty())
+        return refuse(c, r, MHD_HTTP_UNAUTHORIZED,
+                      "a write key is required (HTTP Basic user name or the writeKey query parameter)",
+                      "writeKey");
+      return admit(c, r);
     case Route::Ingest: {
-      if (std::strcmp(method, "POST") != 0) break;
-      const char* type = header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
-      if (type && !starts_with_ci(type, "application/json") && !starts_with_ci(type, "text/plain"))
-        return refuse(c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "must be application/json or text/plain",
-                      "Content-Type");
+      if (!post) break;
+      // The body decides, not its label: SDKs send JSON as application/json,
+      // text/plain (beacons) and application/x-www-form-urlencoded (axios).
       const char* encoding = header(c, MHD_HTTP_HEADER_CONTENT_ENCODING);
       if (encoding && strcasecmp(encoding, "gzip") != 0 && strcasecmp(encoding, "deflate") != 0 &&
           strcasecmp(encoding, "identity") != 0)
         return refuse(c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "must be gzip, deflate or identity",
                       "Content-Encoding");
       r->implied = m.implied_type;
-      char* password = nullptr;
-      if (char* user = MHD_basic_auth_get_username_password(c, &password)) {
-        r->write_key = user;
-        MHD_free(user);
-      }
-      if (password) MHD_free(password);
+      r->write_key = request_key(c);
       r->keyless = r->write_key.empty();
       return admit(c, r);
     }
@@ -654,7 +729,9 @@ int HttpServer::admit(MHD_Connection* c, PendingRequest* r) {
       return MHD_YES;
     }
     lock.unlock();
-    if (r->source_id < 0) return refuse(c, r, MHD_HTTP_UNAUTHORIZED, "is unknown or revoked", "writeKey");
+    if (r->source_id < 0)
+      return refuse(c, r, r->route == Route::Ingest ? MHD_HTTP_UNAUTHORIZED : MHD_HTTP_NOT_FOUND,
+                    "is unknown or revoked", "writeKey");
   }
   if (const char* length = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH))
     if (!charge(r, std::strtoull(length, nullptr, 10))) return overloaded(c, r);

@@ -26,10 +26,12 @@
 #include <vector>
 
 #include "core/http_metrics.hpp"
+#include "core/http_protocol.hpp"
 #include "core/payload.hpp"
 
 struct MHD_Daemon;
 struct MHD_Connection;
+struct MHD_Response;
 
 namespace cdp {
 
@@ -52,6 +54,7 @@ struct HttpConfig {
 struct HttpDynamicConfig {
   std::vector<std::string> cors_origins{"*"};
   std::vector<std::string> trusted_proxies;
+  std::string public_url;  // cdp.public_url, checked; "": http://<the request's Host>
 };
 
 // The write keys the committer last read from cdp.sources: the SHA-256 of
@@ -94,7 +97,10 @@ struct PendingRequest {
   MHD_Connection* connection = nullptr;
   ConnectionState* conn = nullptr;
   std::optional<MessageType> implied;
+  Route route = Route::NotFound;
   std::string origin;
+  std::string host;             // the Host header, for documents naming this server
+  std::string asked_headers;    // a preflight's Access-Control-Request-Headers
   std::string raw;
   size_t charged = 0;        // bytes counted against the buffer budget
   bool waited_for_keys = false;  // the key was looked up again in a newer snapshot
@@ -104,6 +110,7 @@ struct PendingRequest {
   bool answered = false;     // a response of ours was queued (else MHD's own error)
   bool too_large = false;
   bool overloaded = false;
+  bool discard = false;      // the body is read and dropped (/v1/m)
   bool finished = false;
 };
 
@@ -170,6 +177,9 @@ class HttpServer {
   int begin(MHD_Connection* c, PendingRequest* r, const char* url, const char* method,
             const char* version);
   int admit(MHD_Connection* c, PendingRequest* r);
+  int sdk_document(MHD_Connection* c, PendingRequest* r);
+  void add_cors(MHD_Response* resp, const PendingRequest* r, bool preflight);
+  std::shared_ptr<const HttpDynamicConfig> dynamic() const;
   int ingest(MHD_Connection* c, PendingRequest* r, std::optional<MessageType> implied);
   bool charge(PendingRequest* r, size_t bytes);
   void release(PendingRequest* r);

@@ -189,6 +189,10 @@ Event build_event(const Value& msg, const MessageContext& ctx, std::string& mess
   const Value* properties = optional_object(msg, "properties");
   const Value* traits = optional_object(msg, "traits");
   const Value* context = optional_object(msg, "context");
+  // RudderStack's SDKs send an identify's traits only in context.traits.
+  // (context is free-form: a context.traits that is not an object is left there.)
+  if (!traits && context && e.type == MessageType::Identify)
+    if (const Value* t = member(*context, "traits"); t && t->IsObject()) traits = t;
   const Value* integrations = optional_object(msg, "integrations");
 
   // Clock skew: the client's clock is trusted only for the interval between

@@ -104,3 +104,16 @@ jget() {
     }).join(" "));
   ' "$@"
 }
+
+# wait_sql SECONDS QUERY WANT: polls QUERY until it returns WANT; prints the
+# last result and fails (returns 1) after SECONDS. For work a worker does in
+# the background (the processor, the delivery worker).
+wait_sql() {
+  local deadline=$(($(now_ms) + $1 * 1000)) got
+  while :; do
+    got=$(sql "$2" 2>&1)
+    [ "$got" == "$3" ] && { printf '%s' "$got"; return 0; }
+    [ "$(now_ms)" -ge "$deadline" ] && { printf '%s' "$got"; return 1; }
+    sleep 0.1
+  done
+}

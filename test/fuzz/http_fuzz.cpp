@@ -9,7 +9,12 @@
 // - split_list gives non-empty items without commas or surrounding blanks;
 // - client_ip is the peer, unless the peer is trusted, and then the right-most
 //   untrusted hop (the first hop when all are trusted);
-// - origin_allowed is "listed, or * is";
+// - origin_allowed is "listed, or * is"; cors_policy allows the same origins
+//   (never an empty one), credentials only for one listed exactly, and
+//   allows headers that are the known set or tokens separated by ", ";
+// - a public URL that parses (the peer line) and a Host (the X-Forwarded-For
+//   line) yield settings documents that are JSON naming it, and a snippet page
+//   with no placeholder left;
 // - error_response and ingest_response are JSON that reads back to what was
 //   put in: the error text and field byte for byte, counts that add up, and
 //   one entry per message not accepted, in order.
@@ -28,6 +33,7 @@
 #include "core/error.hpp"
 #include "core/http_protocol.hpp"
 #include "core/payload.hpp"
+#include "core/sdk_settings.hpp"
 
 namespace {
 
@@ -62,20 +68,36 @@ cdp::RouteMatch model_route(std::string_view path) {
       {"/v1/group", cdp::Route::Ingest, T::Group},       {"/v1/g", cdp::Route::Ingest, T::Group},
       {"/v1/alias", cdp::Route::Ingest, T::Alias},       {"/v1/a", cdp::Route::Ingest, T::Alias},
   };
+  static const struct {
+    const char* path;
+    cdp::Route route;
+  } kUntyped[] = {{"/v1/b", cdp::Route::Ingest},          {"/beacon/v1/batch", cdp::Route::Ingest},
+                  {"/v1/m", cdp::Route::SdkReport},        {"/sourceConfig", cdp::Route::SourceConfig},
+                  {"/", cdp::Route::Snippets},             {"/sdk", cdp::Route::Snippets}};
   for (auto& r : kRoutes)
-    if (path == r.path) return {r.route, r.type};
+    if (path == r.path) return {r.route, r.type, {}};
+  for (auto& r : kUntyped)
+    if (path == r.path) return {r.route, {}, {}};
+  // /v1/projects/{key}/settings, the key percent-decoded, non-empty, no slash.
+  std::string_view pre = "/v1/projects/", post = "/settings";
+  if (path.size() > pre.size() + post.size() && path.substr(0, pre.size()) == pre &&
+      path.substr(path.size() - post.size()) == post) {
+    auto key = cdp::percent_decode(path.substr(pre.size(), path.size() - pre.size() - post.size()), false);
+    if (key && !key->empty() && key->find('/') == std::string::npos) return {cdp::Route::Settings, {}, *key};
+  }
   return {};
 }
 
 bool same(const cdp::RouteMatch& a, const cdp::RouteMatch& b) {
-  return a.route == b.route && a.implied_type == b.implied_type;
+  return a.route == b.route && a.implied_type == b.implied_type && a.write_key == b.write_key;
 }
 
 void check_route(std::string_view path) {
   cdp::RouteMatch got = cdp::match_route(path);
   if (!same(got, model_route(path))) fail("match_route disagrees with the model", path);
   if (!same(got, cdp::match_route(std::string(path) + "?x=1"))) fail("a query string changes the route", path);
-  if (path.find('?') == std::string_view::npos && !same(got, cdp::match_route(std::string(path) + "/")))
+  // (An empty path plus a slash is "/", the snippet page: HTTP paths are never empty.)
+  if (!path.empty() && path.find('?') == std::string_view::npos && !same(got, cdp::match_route(std::string(path) + "/")))
     fail("a trailing slash changes the route", path);
 }
 
@@ -181,6 +203,36 @@ void check_ingest_response(std::string_view body, std::string_view choice) {
   }
 }
 
+void check_cors(std::string_view origin, const std::vector<std::string>& origins, std::string_view asked) {
+  cdp::CorsAnswer a = cdp::cors_policy(origin, origins, asked);
+  bool want = !origin.empty() && cdp::origin_allowed(origin, origins);
+  if (a.allowed != want) fail("cors_policy: allowed differs from origin_allowed", origin);
+  if (a.credentials != (!origin.empty() && listed(std::string(origin), origins)))
+    fail("cors_policy: credentials not exactly for listed origins", origin);
+  if (!a.allowed) return;
+  if (a.allow_headers == cdp::kCorsKnownHeaders) return;
+  for (char c : a.allow_headers)
+    if (c == '\r' || c == '\n' || c == '\0' || c == ':' || c == '"' || c == '(' || c == ';')
+      fail("cors_policy: a header list that is not tokens", a.allow_headers);
+  if (a.allow_headers.size() > asked.size() + 64) fail("cors_policy: allowed more than asked", a.allow_headers);
+}
+
+void check_documents(std::string_view url_text, std::string_view host) {
+  for (auto url : {cdp::sdk::parse_public_url(url_text), cdp::sdk::from_host(host)}) {
+    if (!url) continue;
+    const std::string u = url->text();
+    for (char c : u)
+      if (c == '"' || c == '<' || c == '>' || c == '\'' || c == '\\' || c == ' ' || static_cast<unsigned char>(c) < 0x20)
+        fail("a public URL with a character that needs escaping", u);
+    rapidjson::Document d = read_json(cdp::sdk::segment_settings("k\"ey", *url));
+    if (text_of(d["integrations"]["Segment.io"]["apiHost"]) != url->host_path + "/v1")
+      fail("segment_settings: apiHost is not the URL", u);
+    rapidjson::Document r = read_json(cdp::sdk::rudderstack_source_config("k", 1, *url));
+    if (!r["source"]["destinations"].IsArray()) fail("source config without destinations", u);
+    if (cdp::sdk::snippet_page(*url).find("{{URL}}") != std::string::npos) fail("snippet page placeholder", u);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -200,6 +252,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::string> origins = checked_list(allowed);
   bool ok = cdp::origin_allowed(origin, origins);
   if (ok != (listed("*", origins) || listed(std::string(origin), origins))) fail("origin_allowed", origin);
+  check_cors(origin, origins, trusted);
+  check_documents(peer, xff);
   check_error_response(body, peer);
   if (!body.empty()) check_ingest_response(body, xff);
   return 0;

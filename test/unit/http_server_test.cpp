@@ -382,5 +382,96 @@ TEST(HttpServerAbuse, OversizedRequestLinesAndHeadersAnswerJson) {
   EXPECT_EQ(metric(c.metrics, "cdp_http_requests_total{code=\"400\"}"), "1");
 }
 
+// Issue 15: what the browser and server SDKs send, unchanged.
+std::string get(const std::string& path, const std::string& extra = "") {
+  return "GET " + path + " HTTP/1.1\r\nHost: cdp.test:8765\r\n" + extra + "\r\n";
+}
+std::string header_of(const std::string& response, const std::string& name) {
+  size_t at = response.find("\r\n" + name + ": ");
+  if (at == std::string::npos) return "<missing>";
+  size_t from = at + name.size() + 4;
+  return response.substr(from, response.find("\r\n", from) - from);
+}
+
+TEST(HttpServerSdks, PreflightAllowsTheHeadersTheSdksAskFor) {
+  Collector c;
+  std::string r = exchange(c.port(), "OPTIONS /v1/b HTTP/1.1\r\nHost: t\r\nOrigin: http://shop.test\r\n"
+                                     "Access-Control-Request-Method: POST\r\n"
+                                     "Access-Control-Request-Headers: content-type,x-retry-count\r\n\r\n");
+  EXPECT_EQ(status_line(r), "HTTP/1.1 204 No Content") << r;
+  EXPECT_EQ(header_of(r, "Access-Control-Allow-Origin"), "http://shop.test");
+  EXPECT_EQ(header_of(r, "Access-Control-Allow-Headers"), "content-type, x-retry-count");
+  EXPECT_EQ(header_of(r, "Vary"), "Origin, Access-Control-Request-Headers, Access-Control-Request-Method");
+  EXPECT_EQ(header_of(r, "Access-Control-Allow-Credentials"), "<missing>");  // "*" never allows credentials
+  EXPECT_EQ(header_of(r, "Access-Control-Max-Age"), "86400");
+}
+
+TEST(HttpServerSdks, BodiesAreJudgedByContentNotLabel) {
+  Collector c;
+  std::string body = R"({"batch":[{"type":"track","userId":"u","event":"e"}]})";
+  std::string form = "POST /v1/b HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+                     auth(kKey) + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  std::string r = exchange(c.port(), form);
+  EXPECT_EQ(body_of(r), R"({"source":7})") << r;
+  std::string junk = "a=1&b=2";
+  r = exchange(c.port(), "POST /v1/b HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+                             auth(kKey) + "Content-Length: 7\r\n\r\n" + junk);
+  EXPECT_EQ(status_line(r), "HTTP/1.1 400 Bad Request") << r;
+}
+
+TEST(HttpServerSdks, BeaconsCarryTheKeyInTheQuery) {
+  Collector c;
+  std::string body = R"({"batch":[{"type":"track","anonymousId":"a","event":"e"}],"sentAt":"2026-01-01T00:00:00Z"})";
+  std::string r = exchange(c.port(), "POST /beacon/v1/batch?writeKey=" + kKey +
+                                         " HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain;charset=UTF-8\r\n"
+                                         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(body_of(r), R"({"source":7})") << r;
+  r = exchange(c.port(), "POST /beacon/v1/batch?writeKey=cdp_bogus HTTP/1.1\r\nHost: t\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(status_line(r), "HTTP/1.1 401 Unauthorized") << r;  // refused before the body
+}
+
+TEST(HttpServerSdks, SegmentSettingsAreCacheableAndKeyed) {
+  Collector c;
+  std::string r = exchange(c.port(), get("/v1/projects/" + kKey + "/settings", "Origin: http://shop.test\r\n"));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK") << r;
+  EXPECT_NE(body_of(r).find(R"("apiHost":"cdp.test:8765/v1")"), std::string::npos) << r;
+  EXPECT_EQ(header_of(r, "Cache-Control"), "public, max-age=60");
+  EXPECT_EQ(header_of(r, "Access-Control-Allow-Origin"), "http://shop.test");
+  std::string tag = header_of(r, "ETag");
+  r = exchange(c.port(), get("/v1/projects/" + kKey + "/settings", "If-None-Match: " + tag + "\r\n"));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 304 Not Modified") << r;
+  r = exchange(c.port(), get("/v1/projects/cdp_bogus/settings"));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 404 Not Found") << r;
+  EXPECT_EQ(body_of(r), R"({"success":false,"error":"is unknown or revoked","field":"writeKey"})");
+  c.server().set_dynamic({{"*"}, {}, "https://collect.example.com"});
+  r = exchange(c.port(), get("/v1/projects/" + kKey + "/settings"));
+  EXPECT_NE(body_of(r).find(R"("apiHost":"collect.example.com/v1","protocol":"https")"), std::string::npos) << r;
+}
+
+TEST(HttpServerSdks, RudderStackSourceConfigByQueryOrBasicKey) {
+  Collector c;
+  std::string r = exchange(c.port(), get("/sourceConfig/?p=npm&v=3.34.1&writeKey=" + kKey));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK") << r;
+  EXPECT_NE(body_of(r).find(R"("id":"cdp-source-7")"), std::string::npos) << r;
+  r = exchange(c.port(), get("/sourceConfig", auth(kKey)));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK") << r;
+  r = exchange(c.port(), get("/sourceConfig?writeKey=cdp_bogus"));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 404 Not Found") << r;
+  r = exchange(c.port(), get("/sourceConfig"));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 401 Unauthorized") << r;
+}
+
+TEST(HttpServerSdks, SdkReportsAreCountedNotStored) {
+  Collector c;
+  std::string r = exchange(c.port(), post("/v1/m", R"({"series":[]})", ""));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK") << r;
+  EXPECT_EQ(metric(c.metrics, "cdp_http_sdk_reports_total"), "1");
+  r = exchange(c.port(), get("/"));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK") << r;
+  EXPECT_EQ(header_of(r, "Content-Type"), "text/html; charset=utf-8");
+  EXPECT_NE(body_of(r).find("cdnURL: 'http://cdp.test:8765'"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace cdp

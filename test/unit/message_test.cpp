@@ -47,6 +47,18 @@ TEST(MessageType, NamesAreLowerCaseAndExact) {
   EXPECT_EQ(parse_message_type("batch"), std::nullopt);
 }
 
+// RudderStack's SDKs put an identify's traits only in context.traits.
+TEST(MessageRules, IdentifyTraitsFromContextWhenThereAreNoneAtTheTop) {
+  Event e = accepted(validate(R"({"type":"identify","userId":"u1","context":{"traits":{"email":"a@b.c"}}})"));
+  EXPECT_EQ(e.traits, R"({"email":"a@b.c"})");
+  e = accepted(validate(R"({"type":"identify","userId":"u1","traits":{"plan":"pro"},"context":{"traits":{"x":1}}})"));
+  EXPECT_EQ(e.traits, R"({"plan":"pro"})") << "top-level traits win";
+  e = accepted(validate(R"({"type":"track","userId":"u1","event":"e","context":{"traits":{"x":1}}})"));
+  EXPECT_EQ(e.traits, "") << "a track's context.traits describe the user, not the event";
+  e = accepted(validate(R"({"type":"identify","userId":"u1","context":{"traits":"vip"}})"));
+  EXPECT_EQ(e.traits, "") << "context is free-form: a context.traits that is not an object is left there";
+}
+
 TEST(MessageRules, EachTypeWithItsRequiredFieldsIsAccepted) {
   EXPECT_EQ(accepted(validate(R"({"type":"track","userId":"u1","event":"Signed Up"})")).type,
             MessageType::Track);

@@ -12,6 +12,7 @@
 
 #include "core/http_protocol.hpp"
 #include "core/http_server.hpp"
+#include "core/sdk_settings.hpp"
 #include "pg/ingest/store.hpp"
 #include "pg/runtime/guard.hpp"
 #include "pg/runtime/shared.hpp"
@@ -57,6 +58,7 @@ int http_max_buffer_mb = 256;
 int http_commit_max_messages = 5000;
 char* http_cors_origins = nullptr;
 char* http_trusted_proxies = nullptr;
+char* public_url = nullptr;
 
 HttpServer* server = nullptr;  // lives for the process; stopped at exit
 using worker::shutdown_requested;
@@ -71,6 +73,16 @@ bool check_listen(char** value, void**, GucSource) {
     if (inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1) return true;
   }
   GUC_check_errdetail("cdp.http_listen must be empty or \"IP address:port\", e.g. \"127.0.0.1:8765\" or \"[::1]:8765\".");
+  return false;
+}
+
+bool check_public_url(char** value, void**, GucSource) {
+  try {
+    if (**value == '\0' || sdk::parse_public_url(*value)) return true;
+  } catch (...) {
+  }
+  GUC_check_errdetail("cdp.public_url must be empty or \"http(s)://host[:port][/path]\" without a query, "
+                      "e.g. \"https://cdp.example.com\".");
   return false;
 }
 
@@ -94,6 +106,7 @@ HttpDynamicConfig dynamic_config() {
   HttpDynamicConfig c;
   c.cors_origins = split_list(http_cors_origins ? http_cors_origins : "");
   c.trusted_proxies = split_list(http_trusted_proxies ? http_trusted_proxies : "");
+  c.public_url = public_url ? public_url : "";
   return c;
 }
 
@@ -353,6 +366,10 @@ void define_http_gucs() {
   DefineCustomStringVariable("cdp.http_trusted_proxies",
                              "Proxy addresses whose X-Forwarded-For is believed (comma-separated).",
                              nullptr, &http_trusted_proxies, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+  DefineCustomStringVariable("cdp.public_url",
+                             "The URL SDKs reach this server at, named in the settings documents they fetch.",
+                             "Empty: http:// and the request's Host header.", &public_url, "", PGC_SIGHUP,
+                             0, check_public_url, nullptr, nullptr);
 }
 
 void register_http_workers() {
