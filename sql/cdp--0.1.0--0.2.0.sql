@@ -223,11 +223,21 @@ comment on function cdp.ensure_partitions(timestamptz, int) is 'Creates the dail
 -- One flat AND of comparisons (no BETWEEN, no OR): pg_dump prints it back in a
 -- form that parses to the same tree, so restored partitions attach. A NULL
 -- original_timestamp or sent_at makes its comparisons unknown, which passes.
-alter table cdp.events add constraint events_times_in_range check (
-  received_at >= '0001-01-01 00:00:00+00' and received_at <= '9999-12-31 23:59:59.999999+00' and
-  "timestamp" >= '0001-01-01 00:00:00+00' and "timestamp" <= '9999-12-31 23:59:59.999999+00' and
-  original_timestamp >= '0001-01-01 00:00:00+00' and original_timestamp <= '9999-12-31 23:59:59.999999+00' and
-  sent_at >= '0001-01-01 00:00:00+00' and sent_at <= '9999-12-31 23:59:59.999999+00');
+-- 0.1.0 stored such times (an offset past year 1 or 9999, a direct insert of
+-- 'infinity'): then the update stops with an error saying so, and changes
+-- nothing, instead of Postgres's bare "violated by some row".
+do $$
+begin
+  alter table cdp.events add constraint events_times_in_range check (
+    received_at >= '0001-01-01 00:00:00+00' and received_at <= '9999-12-31 23:59:59.999999+00' and
+    "timestamp" >= '0001-01-01 00:00:00+00' and "timestamp" <= '9999-12-31 23:59:59.999999+00' and
+    original_timestamp >= '0001-01-01 00:00:00+00' and original_timestamp <= '9999-12-31 23:59:59.999999+00' and
+    sent_at >= '0001-01-01 00:00:00+00' and sent_at <= '9999-12-31 23:59:59.999999+00');
+exception when check_violation then
+  raise exception 'cdp.events: holds events with a time outside years 1 to 9999 (infinity, or a year before 1 or after 9999), which 0.2.0 refuses'
+    using errcode = '23514', detail = sqlerrm,
+          hint = 'Delete or correct those events, then update again (docs/backup.md, "Upgrade").';
+end $$;
 
 ------------------------------------------------------------------------------
 -- Erasure: one deeply nested document cannot block it.

@@ -170,8 +170,9 @@ run_unit_tests() { ctest_suite unit "$ROOT/build"; }
 SAN_BUILD=build-asan
 FUZZ_TARGETS=(payload segments delivery http gzip)
 # Unit tests not run under ASan (a ctest -E regex), each with its reason:
-# - core_has_no_postgres_includes: a source check, already counted in `unit`.
-ASAN_EXCLUDE='^core_has_no_postgres_includes$'
+# - core_has_no_postgres_includes, testing_doc_names_every_suite: source
+#   checks, already counted in `unit`.
+ASAN_EXCLUDE='^(core_has_no_postgres_includes|testing_doc_names_every_suite)$'
 
 build_sanitized() {
   log "building the sanitized core, unit tests and fuzzers ($SAN_BUILD/)"

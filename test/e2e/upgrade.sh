@@ -4,19 +4,21 @@
 # ALTER EXTENSION cdp UPDATE; it must then be the same extension as a fresh
 # CREATE EXTENSION (every member object, definition, privilege, comment and
 # pg_dump registration: test/e2e/sql/extension_catalog.sql), keep its data,
-# take new events, and back up and restore like a fresh one.
+# take new events, and back up and restore like a fresh one. A 0.1.0 database
+# holding a time 0.2.0 refuses is not updated, with an error that says why.
 set -uo pipefail
 source "$ROOT/test/e2e/helpers.bash"
 
 OLD_DB="upgrade_old_$RUN_ID"
 NEW_DB="upgrade_new_$RUN_ID"
 COPY_DB="upgrade_copy_$RUN_ID"
+BAD_DB="upgrade_bad_$RUN_ID"
 db() { local d=$1; shift; cluster_psql "$CLUSTER_DIR" "$d" -tA "$@"; }
-E2E_CLEANUP+=("cluster_psql '$CLUSTER_DIR' postgres -c 'drop database if exists $OLD_DB' -c 'drop database if exists $NEW_DB' -c 'drop database if exists $COPY_DB' >/dev/null 2>&1")
+E2E_CLEANUP+=("cluster_psql '$CLUSTER_DIR' postgres -c 'drop database if exists $OLD_DB' -c 'drop database if exists $NEW_DB' -c 'drop database if exists $COPY_DB' -c 'drop database if exists $BAD_DB' >/dev/null 2>&1")
 CURRENT=$(sed -nE "s/^default_version = '([^']+)'/\1/p" "$ROOT/cdp.control")
 
 say "$E2E_NAME: 0.1.0 -> $CURRENT"
-cluster_psql "$CLUSTER_DIR" postgres -c "create database $OLD_DB" -c "create database $NEW_DB" -c "create database $COPY_DB" >/dev/null ||
+cluster_psql "$CLUSTER_DIR" postgres -c "create database $OLD_DB" -c "create database $NEW_DB" -c "create database $COPY_DB" -c "create database $BAD_DB" >/dev/null ||
   die "could not create the databases"
 
 section "0.1.0 with data"
@@ -38,6 +40,30 @@ if db "$OLD_DB" -c "alter extension cdp update" >"$E2E_TMP/update.out" 2>&1; the
 fi
 check_eq "now at $CURRENT" "$(db "$OLD_DB" -c "select extversion from pg_extension where extname = 'cdp'")" "$CURRENT"
 check_eq "the data is all there" "$(db "$OLD_DB" -c "select count(*) || ' events, ' || (select count(*) from cdp.profiles) || ' profiles' from cdp.events")" "$BEFORE"
+
+section "0.1.0 holding a time 0.2.0 refuses"
+# 0.1.0 stored times outside years 1-9999 (as a direct insert still shows).
+db "$BAD_DB" -q >/dev/null <<'SQL' || die "installing 0.1.0 with a bad time failed"
+\set ON_ERROR_STOP 1
+set client_min_messages = warning;
+create extension cdp version '0.1.0';
+select cdp.ensure_partitions(now());
+insert into cdp.events (received_at, source_id, message_id, type, event, user_id, "timestamp")
+values (now(), 1, 'far', 'track', 'E', 'u', '-infinity'), (now(), 1, 'near', 'track', 'E', 'u', now());
+SQL
+out=$(db "$BAD_DB" -c "alter extension cdp update" 2>&1) && fail "the update ran over an event at -infinity"
+check_match "the update stops, naming the table and the rule" "$out" \
+  'ERROR: +cdp.events: holds events with a time outside years 1 to 9999'
+check_eq "and changes nothing" "$(db "$BAD_DB" -c "select extversion from pg_extension where extname = 'cdp'")" "0.1.0"
+# The query docs/backup.md gives finds exactly the event to fix.
+FIND="select message_id from cdp.events
+ where greatest(received_at, \"timestamp\", original_timestamp, sent_at) > '9999-12-31 23:59:59.999999+00'
+    or least(received_at, \"timestamp\", original_timestamp, sent_at) < '0001-01-01 00:00:00+00'"
+check_eq "backup.md's query finds it" "$(db "$BAD_DB" -c "$FIND")" "far"
+db "$BAD_DB" -c "delete from cdp.events where message_id in ($FIND)" >/dev/null
+if out=$(db "$BAD_DB" -c "alter extension cdp update" 2>&1); then pass "once it is deleted, the update runs"; else
+  fail "the update failed after the fix: $out"
+fi
 
 section "the same extension as a fresh install"
 db "$NEW_DB" -c "set client_min_messages = warning; create extension cdp" >/dev/null || die "fresh create extension failed"

@@ -5,7 +5,7 @@
 begin;
 create extension if not exists pgtap;
 create extension if not exists cdp;
-select plan(27);
+select plan(29);
 
 update cdp.processor_state set paused = true;
 select cdp.create_source('trust_web');
@@ -23,6 +23,10 @@ select throws_ok($$insert into cdp.events (received_at, source_id, message_id, t
   '42501', null, 'nor any event at all');
 select throws_ok($$insert into cdp.message_ids values (1, 'order-1001', 'infinity')$$,
   '42501', null, 'cdp_ingest cannot claim a messageId in the ledger for ever');
+select throws_ok(format($$insert into cdp.%I (id, received_at, source_id, message_id, type, "timestamp", txid)
+                          values (1000000, now(), 1, 'forged', 'track', now(), '1')$$,
+                        'events_' || to_char(cdp.now() at time zone 'UTC', 'YYYYMMDD')),
+  '42501', null, 'nor into today''s partition, past cdp.events');
 select throws_ok($$select * from cdp.message_ids$$, '42501', null, 'nor read the ledger');
 select throws_ok($$select nextval('cdp.events_id_seq')$$, '42501', null, 'nor draw event ids');
 select throws_ok($$select cdp.ensure_partitions('2031-01-01', 31)$$,
@@ -45,6 +49,8 @@ select throws_ok($$insert into cdp.events (received_at, source_id, message_id, t
                    values (now(), 1, 'forged', 'track', now())$$,
   '42501', null, 'cdp_admin cannot insert events');
 select throws_ok($$update cdp.events set txid = '1'$$, '42501', null, 'nor rewrite their txids');
+select throws_ok(format($$update cdp.%I set txid = '1'$$, 'events_' || to_char(cdp.now() at time zone 'UTC', 'YYYYMMDD')),
+  '42501', null, 'not even in a partition (partitions get no grant of their own)');
 select throws_ok($$delete from cdp.message_ids$$, '42501', null, 'nor delete ledger rows');
 select throws_ok($$insert into cdp.message_ids values (1, 'order-1001', 'infinity')$$, '42501', null, 'nor add them');
 select throws_ok($$select setval('cdp.events_id_seq', 1)$$, '42501', null, 'nor move the event ids back');
