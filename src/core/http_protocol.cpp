@@ -98,10 +98,12 @@ bool origin_allowed(std::string_view origin, const std::vector<std::string>& all
   return false;
 }
 
-// What analytics-next, RudderStack v3 and the server SDKs are seen to send.
+// What analytics-next, RudderStack v3 and the server SDKs are seen to send:
+// RudderStack v3's XhrQueue adds the Rsa-Since-* pair to every retry and
+// Rsa-Recovered to events reclaimed from another tab's storage.
 const char* const kCorsKnownHeaders =
     "Content-Type, Authorization, Content-Encoding, X-Retry-Count, AnonymousId, SentAt, "
-    "Rsa-Retry-Attempt, Rsa-Retry-Reason";
+    "Rsa-Retry-Attempt, Rsa-Retry-Reason, Rsa-Since-First-Attempt, Rsa-Since-Last-Attempt, Rsa-Recovered";
 
 static bool token_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -113,8 +115,9 @@ CorsAnswer cors_policy(std::string_view origin, const std::vector<std::string>& 
   CorsAnswer a;
   if (origin.empty()) return a;
   for (auto& o : allowed) {
-    if (o == origin) a.allowed = a.credentials = true;
-    if (o == "*") a.allowed = true;
+    if (o == "*" || o == origin) a.allowed = true;
+    // Credentials only for an origin listed by name: "*" names none, even sent as the Origin.
+    if (o == origin && o != "*") a.credentials = true;
   }
   if (!a.allowed) return a;
   a.allow_headers = kCorsKnownHeaders;

@@ -207,7 +207,7 @@ void check_cors(std::string_view origin, const std::vector<std::string>& origins
   cdp::CorsAnswer a = cdp::cors_policy(origin, origins, asked);
   bool want = !origin.empty() && cdp::origin_allowed(origin, origins);
   if (a.allowed != want) fail("cors_policy: allowed differs from origin_allowed", origin);
-  if (a.credentials != (!origin.empty() && listed(std::string(origin), origins)))
+  if (a.credentials != (!origin.empty() && origin != "*" && listed(std::string(origin), origins)))
     fail("cors_policy: credentials not exactly for listed origins", origin);
   if (!a.allowed) return;
   if (a.allow_headers == cdp::kCorsKnownHeaders) return;
