@@ -81,6 +81,11 @@ check_eq "Vary names what the answer depends on" "$(header Vary)" \
   "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
 check_eq "no credentials through cdp.http_cors_origins = '*'" "$(header Access-Control-Allow-Credentials)" ""
 check_eq "cached for a day" "$(header Access-Control-Max-Age)" 86400
+# What Chromium asks before RudderStack v3 re-sends an event reclaimed from storage.
+RS_RETRY="anonymousid,authorization,content-type,rsa-recovered,rsa-retry-attempt,rsa-retry-reason,rsa-since-first-attempt,rsa-since-last-attempt,sentat"
+http OPTIONS "/v1/track" -H "Origin: http://shop.test" -H "Access-Control-Request-Method: POST" \
+  -H "Access-Control-Request-Headers: $RS_RETRY"
+check_eq "a RudderStack v3 retry's headers are all allowed" "$(header Access-Control-Allow-Headers | tr -d ' ')" "$RS_RETRY"
 http POST /v1/track -H "Origin: http://shop.test" -u "$KEY:" -d '{"userId":"x","event":"e"}'
 check_eq "answers expose Retry-After to scripts" "$(header Access-Control-Expose-Headers)" "Retry-After, ETag"
 
@@ -140,6 +145,13 @@ check_eq "4 calls stored once each" \
 check_eq "types and fields" \
   "$(sql "select string_agg(type || ':' || coalesce(event, name, group_id, '') , ' ' order by type) from cdp.events
            where source_id = $SRC_ID and message_id like '$P-%'")" "group:$P-org identify: page:Pricing track:Order Completed"
+check_eq "identify: user_id, anonymous_id and traits on the event" \
+  "$(sql "select user_id || ' ' || anonymous_id || ' ' || (traits->>'email') || ' ' || (traits->>'plan') from cdp.events where message_id = '$P-identify'")" \
+  "$P-user $P-anon grace@example.com team"
+check_eq "page: category and properties" \
+  "$(sql "select category || ' ' || (properties->>'path') from cdp.events where message_id = '$P-page'")" "Docs /pricing"
+check_eq "group: user_id and the group's traits" \
+  "$(sql "select user_id || ' ' || (traits->>'name') from cdp.events where message_id = '$P-group'")" "$P-user Initech"
 check_eq "track properties exact" \
   "$(sql "select (properties->'revenue')::text || ' ' || (properties->>'currency') from cdp.events where message_id = '$P-track'")" "99.5 EUR"
 check_eq "library is the RudderStack Node SDK" \
