@@ -31,6 +31,9 @@ mkdir -p "$E2E_TMP/snippets"
 (cd "$ROOT" && awk -v out="$E2E_TMP/snippets" -v addr="$ADDR" '
   FNR == 1 && inb { printf "%s:%d: a runnable snippet is not closed\n", prev, start > "/dev/stderr"; inb = 0 }
   { prev = FILENAME }
+  # A fence of four backticks or more shows markdown as it is (testing.md does): skip it.
+  !inb && /^````/ { verbatim = !verbatim; next }
+  verbatim { next }
   !inb && /^```[a-z]+ +runnable *$/ {
     n++; lang = $0; sub(/^```/, "", lang); sub(/ .*/, "", lang)
     file = sprintf("%s/%03d.%s", out, n, lang); start = FNR + 1; inb = 1
