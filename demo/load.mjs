@@ -8,7 +8,7 @@
 //
 // Deterministic: the same seed (--seed, default 15) gives the same people,
 // journeys and messageIds. Times are relative to the moment of loading (the
-// newest events are minutes old), so windows such as "orders in the last 30
+// newest events are about an hour old), so windows such as "orders in the last 30
 // days" have something to count whenever it is loaded. A second run sends the
 // same messageIds, which cdp stores once (within cdp.dedup_window_hours).
 // Plain Node.js (18 or later), no packages.
@@ -157,7 +157,7 @@ function erin() {
 // Everyone else: a visit or a few, most anonymous at first; some browse
 // products, add to cart and order; more than half sign up (identify with email
 // and traits), a few on a second device too (two profiles merged), a few in a
-// company account (group). Times avoid the last hours and days 27.5 to 41
+// company account (group). Times avoid the last hour and days 27.5 to 41
 // ago, so 30-day windows give the same answers for a day or so after loading.
 // ---------------------------------------------------------------------------
 const emails = new Set(['ada@acme.example', 'bob@globex.example', 'cy@acme.example', 'erin@example.org']);
@@ -178,8 +178,8 @@ function shopper(n) {
     age: int(18, 70), ...(chance(0.3) ? { phone: `+1 555 01${int(10, 99)} ${int(1000, 9999)}` } : {}) };
 
   // How long ago the first visit was: mostly within 4 weeks, a tail 41 to 60
-  // days back; each later visit is closer to now. Nothing falls 27.5 to 40
-  // days back or in the last hour.
+  // days back; each later visit is closer to now. No visit starts 27.5 to 41
+  // days back or in the last two hours (one ends within about an hour).
   const first_ago = chance(0.15) ? int(41, 60) * DAY : int(1, 26) * DAY + int(0, 23) * HOUR;
   const visits = int(1, 4);
   const knownOn = new Set();  // the devices she has signed up or logged in on

@@ -279,7 +279,7 @@ start_dev_cluster() {
 
 cdp is running.
   SQL:        psql -h $dir -p $port -U $(cluster_user) -d cdp     (or ./dev psql)
-  HTTP:       ${url:-off (cdp.http_listen is empty)}  (Segment Tracking API; GET /health answered 200)
+  HTTP:       $([ -n "$url" ] && echo "$url  (Segment Tracking API; GET /health answered 200)" || echo "off (cdp.http_listen is empty)")
   Write key:  $key     (source "demo"; ./dev key prints it again)
   Demo data:  $([ -f "$dir/demo_loaded" ] && echo "loaded $(cat "$dir/demo_loaded") (docs/demo.md)" || echo "not loaded (./dev demo loads it)")
   Stop:       ./dev stop     Delete it all: ./dev reset
@@ -311,6 +311,10 @@ reset_dev_cluster() {
     echo "no local cluster in $dir: nothing to reset"
     return 0
   fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    echo "$dir holds no cluster (no data/PG_VERSION): not deleting it" >&2
+    return 1
+  fi
   if [ "${1:-}" != --yes ]; then
     if [ ! -t 0 ]; then
       echo "./dev reset deletes $dir and every event, profile and setting in it; add --yes to do it" >&2
@@ -322,7 +326,7 @@ reset_dev_cluster() {
       *) echo "nothing deleted"; return 0 ;;
     esac
   fi
-  [ -d "$dir/data" ] && cluster_running "$dir" && stop_cluster "$dir"
+  if cluster_running "$dir"; then stop_cluster "$dir"; fi
   rm -rf "$dir" || return 1
   echo "deleted the local cluster in $dir (./dev up makes a new one)"
 }
