@@ -44,9 +44,12 @@ as_cluster_user() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# port_in_use PORT: something accepts connections on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
 free_port() {
   local p=${1:-55432}
-  while (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null; do p=$((p + 1)); done
+  while port_in_use "$p"; do p=$((p + 1)); done
   echo "$p"
 }
 
@@ -90,42 +93,242 @@ cluster_psql() {
   psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$(cat "$dir/port")" -U "$(cluster_user)" -d "$db" "$@"
 }
 
-# The dev cluster lives under the project folder. As root, it must be reachable by
-# the postgres user; if the project folder is not, it lives in /var/tmp instead.
+# ---------------------------------------------------------------------------
+# The local development cluster (./dev up, stop, reset, psql, key, demo).
+# ---------------------------------------------------------------------------
+# It lives in CDP_DEV_DIR if set (the tests use that, to keep theirs apart),
+# else under the project folder. As root, it must be reachable by the
+# postgres user; if the project folder is not, it lives in /var/tmp instead.
 dev_cluster_dir() {
-  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$ROOT"; then
+  if [ -n "${CDP_DEV_DIR:-}" ]; then
+    echo "$CDP_DEV_DIR"
+  elif [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$ROOT"; then
     echo "/var/tmp/cdp-dev-$(echo "$ROOT" | md5sum | cut -c1-8)"
   else
     echo "$ROOT/.cdp"
   fi
 }
 
-start_dev_cluster() {
+cluster_running() { as_cluster_user "$PG_BIN/pg_ctl" -D "$1/data" status >/dev/null 2>&1; }
+
+# require_dev_cluster: the dev cluster's folder, or a message saying what to
+# do and a non-zero return when there is none or it is stopped.
+require_dev_cluster() {
   local dir
   dir=$(dev_cluster_dir)
   if [ ! -d "$dir/data" ]; then
-    log "creating a cluster in $dir"
-    init_cluster "$dir" "$(free_port "${CDP_PORT:-55432}")" "$(free_port "${CDP_HTTP_PORT:-8765}")"
+    echo "no local cluster: run ./dev up" >&2
+    return 1
   fi
-  if ! as_cluster_user "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-    start_cluster "$dir"
+  if ! cluster_running "$dir"; then
+    echo "the local cluster in $dir is stopped: run ./dev up" >&2
+    return 1
+  fi
+  echo "$dir"
+}
+
+# http_url DIR: where the cluster's HTTP worker listens, read from the server
+# (cdp.http_listen), with a wildcard address replaced by loopback; empty when
+# the HTTP worker is off.
+http_url() {
+  local listen host
+  listen=$(cluster_psql "$1" postgres -tA -c "show cdp.http_listen") || return 1
+  [ -n "$listen" ] || return 0
+  host=${listen%:*}
+  case "$host" in
+    0.0.0.0) host=127.0.0.1 ;;
+    "[::]") host="[::1]" ;;
+  esac
+  echo "http://$host:${listen##*:}"
+}
+
+# port_advice PORT: what to do when another program has the HTTP port.
+port_advice() {
+  cat <<MSG
+Another program has port $1 (ss -ltnp 'sport = :$1' shows which). Stop it, or move this
+cluster's HTTP worker to a free port and start again:
+  CDP_HTTP_PORT=$(free_port $(($1 + 1))) ./dev up
+which runs ALTER SYSTEM SET cdp.http_listen = '127.0.0.1:<port>' and restarts the cluster.
+MSG
+}
+
+# wait_for_http DIR LOG_OFFSET URL: until the HTTP worker says it listens (in
+# the server log written after LOG_OFFSET) and GET URL/health answers 200.
+# Fails at once, saying why and what to do, when the worker cannot listen;
+# fails after 30 s otherwise.
+wait_for_http() {
+  local dir=$1 offset=$2 url=$3 last deadline=$((SECONDS + 30)) port
+  port=${url##*:}
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    last=$(tail -c +$((offset + 1)) "$dir/server.log" 2>/dev/null |
+      grep -E 'cdp http: listening on|ERROR: +cdp http:' | tail -1 || true)
+    case "$last" in
+      *ERROR*)
+        {
+          echo
+          echo "cdp's HTTP worker cannot listen on ${url#http://}. The server log says:"
+          echo "  ${last#*ERROR:  }"
+          port_advice "$port"
+          echo "The cluster is running meanwhile (SQL works: ./dev psql); only HTTP is down."
+        } >&2
+        return 1
+        ;;
+      *listening*)
+        curl -fsS -m 2 -o /dev/null "$url/health" 2>/dev/null && return 0
+        ;;
+    esac
+    sleep 0.2
+  done
+  cat >&2 <<MSG
+
+cdp's HTTP worker did not answer $url/health within 30 s. The end of $dir/server.log:
+$(tail -15 "$dir/server.log" 2>/dev/null | sed 's/^/  /')
+MSG
+  return 1
+}
+
+# dev_write_key DIR: the write key ./dev up prints, kept in DIR/write_key (the
+# table holds only its hash); a new source when there is none or it was revoked.
+dev_write_key() {
+  local dir=$1 key="" name
+  [ -f "$dir/write_key" ] && key=$(cat "$dir/write_key")
+  if [ -n "$key" ] && [ -n "$(cluster_psql "$dir" cdp -tA -c "select cdp.source_for_key('$key')")" ]; then
+    echo "$key"
+    return 0
+  fi
+  name=$(cluster_psql "$dir" cdp -tA -c "select case when exists (select 1 from cdp.sources where name = 'demo')
+                                          then 'demo-' || extract(epoch from now())::bigint else 'demo' end") || return 1
+  key=$(cluster_psql "$dir" cdp -tA -c "select cdp.create_source('$name')") || return 1
+  (umask 077 && echo "$key" >"$dir/write_key") || return 1
+  echo "$key"
+}
+
+# load_demo DIR URL KEY: the demo dataset (demo/load.mjs, docs/demo.md), sent
+# over HTTP, then processed; DIR/demo_loaded marks it done.
+load_demo() {
+  local dir=$1 url=$2 key=$3
+  log "loading the demo dataset (demo/load.mjs; skip with ./dev up --no-demo)"
+  node "$ROOT/demo/load.mjs" --url "$url" --key "$key" || return 1
+  cluster_psql "$dir" cdp -tA -c "select cdp.process_pending()" >/dev/null || return 1
+  date -u +%FT%TZ >"$dir/demo_loaded"
+}
+
+# dev_start DIR: starts the cluster; prints the server log's size before, so
+# that what this start logs can be told from older lines.
+dev_start() {
+  local dir=$1 offset
+  offset=$(stat -c %s "$dir/server.log" 2>/dev/null || echo 0)
+  log "starting the cluster in $dir"
+  if ! start_cluster "$dir"; then
+    echo "the server did not start; the end of $dir/server.log:" >&2
+    tail -c +$((offset + 1)) "$dir/server.log" | tail -15 | sed 's/^/  /' >&2
+    return 1
+  fi
+  echo "$offset"
+}
+
+# start_dev_cluster [--no-demo]: creates the cluster on first use, starts it,
+# creates database and extension, checks the HTTP worker answers, loads the
+# demo dataset once, and prints how to reach it all.
+start_dev_cluster() {
+  local demo=1 dir offset=0 url key port
+  [ "${1:-}" = --no-demo ] && demo=0
+  dir=$(dev_cluster_dir)
+  if [ ! -d "$dir/data" ]; then
+    log "creating a cluster in $dir"
+    init_cluster "$dir" "$(free_port "${CDP_PORT:-55432}")" "$(free_port "${CDP_HTTP_PORT:-8765}")" || return 1
+  fi
+  if ! cluster_running "$dir"; then
+    # The HTTP workers bind with SO_REUSEPORT: a port another cdp cluster of
+    # the same user holds would be shared, silently, so look before starting.
+    if [ "${CDP_HTTP_PORT:-}" = "" ] && port_in_use "$(cat "$dir/http_port")"; then
+      { echo; echo "The local cluster's HTTP port is taken: it was not started."; port_advice "$(cat "$dir/http_port")"; } >&2
+      return 1
+    fi
+    offset=$(dev_start "$dir") || return 1
+  fi
+  url=$(http_url "$dir") || return 1
+  # On an existing cluster CDP_HTTP_PORT moves the HTTP worker (a postmaster setting).
+  if [ -n "${CDP_HTTP_PORT:-}" ] && [ "${url##*:}" != "$CDP_HTTP_PORT" ]; then
+    if port_in_use "$CDP_HTTP_PORT"; then
+      { echo; echo "CDP_HTTP_PORT=$CDP_HTTP_PORT is taken too."; port_advice "$CDP_HTTP_PORT"; } >&2
+      return 1
+    fi
+    log "moving the HTTP worker to 127.0.0.1:$CDP_HTTP_PORT (alter system set cdp.http_listen, restart)"
+    cluster_psql "$dir" postgres -c "alter system set cdp.http_listen = '127.0.0.1:$CDP_HTTP_PORT'" || return 1
+    stop_cluster "$dir"
+    offset=$(dev_start "$dir") || return 1
+    url=$(http_url "$dir") || return 1
   fi
   cluster_psql "$dir" postgres -tA -c "select 1 from pg_database where datname = 'cdp'" | grep -q 1 ||
-    cluster_psql "$dir" postgres -c "create database cdp"
-  cluster_psql "$dir" cdp -c "create extension if not exists cdp"
-  local key
-  key=$(cluster_psql "$dir" cdp -tA -c \
-    "select cdp.create_source('demo') where not exists (select 1 from cdp.sources where name = 'demo')")
-  local port
+    cluster_psql "$dir" postgres -c "create database cdp" || return 1
+  cluster_psql "$dir" cdp -c "set client_min_messages = warning; create extension if not exists cdp" || return 1
+  key=$(dev_write_key "$dir") || return 1
   port=$(cat "$dir/port")
-  cat <<EOF
+  if [ -z "$url" ]; then
+    log "cdp.http_listen is empty: no HTTP worker, so no demo dataset either"
+  else
+    echo "${url##*:}" | as_cluster_user tee "$dir/http_port" >/dev/null
+    log "waiting for the HTTP worker at $url"
+    wait_for_http "$dir" "$offset" "$url" || return 1
+    if [ "$demo" = 1 ] && [ ! -f "$dir/demo_loaded" ]; then
+      load_demo "$dir" "$url" "$key" || { echo "loading the demo dataset failed" >&2; return 1; }
+    fi
+  fi
+  cat <<MSG
 
 cdp is running.
   SQL:        psql -h $dir -p $port -U $(cluster_user) -d cdp     (or ./dev psql)
-  HTTP:       http://127.0.0.1:$(cat "$dir/http_port")  (Segment Tracking API)
-  Demo source write key: ${key:-(already created earlier: run cdp.create_source('name') for a new one)}
-  Stop:       ./dev stop
-EOF
+  HTTP:       $([ -n "$url" ] && echo "$url  (Segment Tracking API; GET /health answered 200)" || echo "off (cdp.http_listen is empty)")
+  Write key:  $key     (source "demo"; ./dev key prints it again)
+  Demo data:  $([ -f "$dir/demo_loaded" ] && echo "loaded $(cat "$dir/demo_loaded") (docs/demo.md)" || echo "not loaded (./dev demo loads it)")
+  Stop:       ./dev stop     Delete it all: ./dev reset
+MSG
+}
+
+# stop_dev_cluster / reset_dev_cluster [--yes]: say what they did.
+stop_dev_cluster() {
+  local dir
+  dir=$(dev_cluster_dir)
+  if [ ! -d "$dir/data" ]; then
+    echo "no local cluster in $dir: nothing to stop"
+  elif ! cluster_running "$dir"; then
+    echo "the local cluster in $dir is already stopped"
+  else
+    stop_cluster "$dir"
+    if cluster_running "$dir"; then
+      echo "the local cluster in $dir did not stop (see $dir/server.log)" >&2
+      return 1
+    fi
+    echo "stopped the local cluster in $dir (its data is kept: ./dev up starts it again, ./dev reset deletes it)"
+  fi
+}
+
+reset_dev_cluster() {
+  local dir answer
+  dir=$(dev_cluster_dir)
+  if [ ! -e "$dir" ]; then
+    echo "no local cluster in $dir: nothing to reset"
+    return 0
+  fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    echo "$dir holds no cluster (no data/PG_VERSION): not deleting it" >&2
+    return 1
+  fi
+  if [ "${1:-}" != --yes ]; then
+    if [ ! -t 0 ]; then
+      echo "./dev reset deletes $dir and every event, profile and setting in it; add --yes to do it" >&2
+      return 2
+    fi
+    read -r -p "Delete the local cluster in $dir, with all its data? [y/N] " answer
+    case "$answer" in
+      y | Y | yes) ;;
+      *) echo "nothing deleted"; return 0 ;;
+    esac
+  fi
+  if cluster_running "$dir"; then stop_cluster "$dir"; fi
+  rm -rf "$dir" || return 1
+  echo "deleted the local cluster in $dir (./dev up makes a new one)"
 }
 
 # ---------------------------------------------------------------------------

@@ -51,6 +51,16 @@ finish() {
 
 sql() { cluster_psql "$CLUSTER_DIR" cdp -tAc "$1"; }
 
+# ensure_segment_sdk: @segment/analytics-node installed in test/e2e/sdk/ (npm, on first use).
+ensure_segment_sdk() {
+  local sdk="$ROOT/test/e2e/sdk"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then die "node and npm are required (./dev installs them)"; fi
+  if [ ! -f "$sdk/node_modules/@segment/analytics-node/package.json" ]; then
+    say "installing @segment/analytics-node in $sdk"
+    (cd "$sdk" && timeout 180 npm install --no-audit --no-fund --loglevel=error) || die "npm install in $sdk failed"
+  fi
+}
+
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # health_status: the HTTP status of GET /health ("000" when nothing answers).

@@ -11,12 +11,7 @@ SDK_DIR="$ROOT/test/e2e/sdk"
 
 say "$E2E_NAME: @segment/analytics-node against $BASE"
 section "setup"
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then die "node and npm are required (./dev installs them)"; fi
-if [ ! -f "$SDK_DIR/node_modules/@segment/analytics-node/package.json" ]; then
-  say "installing @segment/analytics-node in $SDK_DIR"
-  (cd "$SDK_DIR" && timeout 180 npm install --no-audit --no-fund --loglevel=error) ||
-    die "npm install in $SDK_DIR failed"
-fi
+ensure_segment_sdk
 SDK_VERSION=$(node -p 'require(process.argv[1]).version' "$SDK_DIR/node_modules/@segment/analytics-node/package.json")
 check_match "@segment/analytics-node is version 3.x" "$SDK_VERSION" '^3\.'
 setup_extension

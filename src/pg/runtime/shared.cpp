@@ -33,8 +33,14 @@ struct Segment {
   int processor_procno = -1;  // the processor worker's PGPROC number, or -1
   int delivery_procno = -1;   // the delivery worker's PGPROC number, or -1
   pg_atomic_uint64 rules_version;  // bumped when a change to the rule tables commits
+  pg_atomic_uint32 database_seen;   // 1 once cdp.database was seen to exist
+  pg_atomic_uint32 waiting_told;    // 1 once a worker logged that it waits for it
   HttpMetrics metrics;  // lock-free atomics only
-  Segment() { pg_atomic_init_u64(&rules_version, 0); }
+  Segment() {
+    pg_atomic_init_u64(&rules_version, 0);
+    pg_atomic_init_u32(&database_seen, 0);
+    pg_atomic_init_u32(&waiting_told, 0);
+  }
 };
 Segment* segment = nullptr;
 shmem_request_hook_type prev_request = nullptr;
@@ -127,6 +133,12 @@ RulesStamp RulesStamp::of(const char* table) {
   call([&] { s.relid = get_relname_relid(table, get_namespace_oid("cdp", false)); });
   return s;
 }
+
+bool database_known() { return segment && pg_atomic_read_u32(&segment->database_seen) != 0; }
+void note_database_exists() {
+  if (segment) pg_atomic_write_u32(&segment->database_seen, 1);
+}
+bool first_to_tell_waiting() { return !segment || pg_atomic_exchange_u32(&segment->waiting_told, 1) == 0; }
 
 HttpMetrics* shared_metrics() { return segment ? &segment->metrics : nullptr; }
 

@@ -40,6 +40,14 @@ struct RulesStamp {
   bool operator==(const RulesStamp&) const = default;
 };
 
+// Whether cdp.database has been seen to exist since the server started (a
+// worker then connects to it directly), and whether a worker already said it
+// waits for it. See worker::connect.
+bool database_known();
+void note_database_exists();
+// True for the first caller only (one LOG line per server start, not one per worker).
+bool first_to_tell_waiting();
+
 // The counters /metrics and cdp.http_metrics() serve, added to by every HTTP
 // worker (and its threads) and the delivery worker (nullptr before startup).
 HttpMetrics* shared_metrics();

@@ -20,7 +20,9 @@ void install_signals();
 void define_gucs();
 const char* database();
 
-// In a worker's main, after its signal handlers: connects to cdp.database as
+// In a worker's main, after its signal handlers: waits quietly until
+// cdp.database exists (a server may start before CREATE DATABASE, and
+// connecting to a missing database is FATAL), then connects to it as
 // application `name`, with the settings every cdp worker runs with. JIT is
 // off: compiling a plan costs tens of milliseconds, more than the small,
 // frequent statements of a worker ever win back, and it shows in latency.
