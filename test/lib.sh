@@ -9,6 +9,7 @@ DEB_PACKAGES=(
   libpq-dev rapidjson-dev libcurl4-openssl-dev zlib1g-dev libmicrohttpd-dev libssl-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev wrk
   clang
+  chromium
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
