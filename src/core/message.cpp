@@ -122,6 +122,44 @@ std::string context_json(const Value* own, const Value* inherited, const std::st
   return std::string(buf.GetString(), buf.GetSize());
 }
 
+// RudderStack's SDKs state consent as context.consentManagement's
+// allowedConsentIds / deniedConsentIds; everything in cdp (cdp.consent,
+// destinations' consent rules) reads Segment's context.consent.
+// categoryPreferences. A context with the first and not the second gets both,
+// built in `copy`: each allowed id true, each denied id false (denied wins).
+const Value* with_category_preferences(const Value* context, rapidjson::Document& copy) {
+  if (!context || !context->IsObject()) return context;
+  auto cm = context->FindMember("consentManagement");
+  if (cm == context->MemberEnd() || !cm->value.IsObject()) return context;
+  auto consent = context->FindMember("consent");
+  if (consent != context->MemberEnd() &&
+      (!consent->value.IsObject() || consent->value.HasMember("categoryPreferences")))
+    return context;
+  auto& a = copy.GetAllocator();
+  Value prefs(rapidjson::kObjectType);
+  for (auto [list, granted] : {std::pair{"allowedConsentIds", true}, std::pair{"deniedConsentIds", false}}) {
+    auto ids = cm->value.FindMember(list);
+    if (ids == cm->value.MemberEnd() || !ids->value.IsArray()) continue;
+    for (auto& id : ids->value.GetArray()) {
+      if (!is_string(id) || id.GetStringLength() == 0) continue;
+      if (auto seen = prefs.FindMember(id); seen != prefs.MemberEnd()) {
+        if (!granted) seen->value.SetBool(false);
+      } else {
+        prefs.AddMember(Value(id, a), Value(granted), a);
+      }
+    }
+  }
+  if (prefs.ObjectEmpty()) return context;
+  copy.CopyFrom(*context, a);
+  auto c = copy.FindMember("consent");
+  if (c == copy.MemberEnd()) {
+    copy.AddMember("consent", Value(rapidjson::kObjectType), a);
+    c = copy.FindMember("consent");
+  }
+  c->value.AddMember("categoryPreferences", prefs, a);
+  return &copy;
+}
+
 // The raw text kept in quarantine: the message as sent, without its writeKey.
 std::string raw_without_key(const Value& msg) {
   if (!msg.IsObject() || !msg.HasMember("writeKey")) return to_json(msg);
@@ -218,7 +256,8 @@ Event build_event(const Value& msg, const MessageContext& ctx, std::string& mess
 
   if (properties) e.properties = to_json(*properties);
   if (traits) e.traits = to_json(*traits);
-  e.context = context_json(context, ctx.batch_context, ctx.client_ip);
+  rapidjson::Document consent_copy;
+  e.context = context_json(with_category_preferences(context, consent_copy), ctx.batch_context, ctx.client_ip);
   e.integrations = merged_json(integrations, ctx.batch_integrations);
   return e;
 }

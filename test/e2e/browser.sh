@@ -282,8 +282,13 @@ start_case rsa-consent 4 && {
   the_four_calls "$P"
   want "events carrying the consent (context.consentManagement)" \
     "$(ev "count(*)" "context#>'{consentManagement,allowedConsentIds}' = '[\"analytics\"]' and context#>'{consentManagement,deniedConsentIds}' = '[\"marketing\"]' and context#>>'{consentManagement,provider}' = 'custom'")" 4
+  want "read as Segment's categoryPreferences on every event" \
+    "$(ev "count(*)" "context#>'{consent,categoryPreferences}' = '{\"analytics\": true, \"marketing\": false}'")" 4
   profile_traits "$P-user"
+  want "the profile's consent (cdp.consent)" \
+    "$(sql "select preferences::text || ' ' || source from cdp.consent where profile_id = cdp.profile_id('user_id', $(lit "$P-user"))")" \
+    '{"analytics": true, "marketing": false} event'
 }
-end_case "consentManagement (custom provider): allowed and denied ids on every event"
+end_case "consentManagement (custom provider): allowed and denied ids on every event, read as consent"
 
 finish

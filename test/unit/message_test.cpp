@@ -59,6 +59,27 @@ TEST(MessageRules, IdentifyTraitsFromContextWhenThereAreNoneAtTheTop) {
   EXPECT_EQ(e.traits, "") << "context is free-form: a context.traits that is not an object is left there";
 }
 
+// RudderStack's consent (context.consentManagement) is read as Segment's
+// categoryPreferences, which cdp.consent and destinations' consent rules use.
+TEST(MessageRules, RudderStackConsentBecomesCategoryPreferences) {
+  Event e = accepted(validate(R"({"type":"track","userId":"u1","event":"e","context":{"consentManagement":)"
+                              R"({"provider":"custom","allowedConsentIds":["analytics","ads"],"deniedConsentIds":["ads","marketing"]}}})"));
+  EXPECT_EQ(e.context, R"({"consentManagement":{"provider":"custom","allowedConsentIds":["analytics","ads"],)"
+                       R"("deniedConsentIds":["ads","marketing"]},"consent":{"categoryPreferences":)"
+                       R"({"analytics":true,"ads":false,"marketing":false}}})")
+      << "denied wins over allowed; consentManagement stays as sent";
+  e = accepted(validate(R"({"type":"track","userId":"u1","event":"e","context":{"consent":{"categoryPreferences":{"x":true}},)"
+                        R"("consentManagement":{"deniedConsentIds":["x"]}}})"));
+  EXPECT_NE(e.context.find(R"("categoryPreferences":{"x":true})"), std::string::npos) << "Segment's own statement wins";
+  e = accepted(validate(R"({"type":"track","userId":"u1","event":"e","context":{"consentManagement":{"allowedConsentIds":[1,""]}}})"));
+  EXPECT_EQ(e.context.find("categoryPreferences"), std::string::npos) << "no usable id: nothing added";
+  rapidjson::Document exact;  // as payloads are parsed: every digit kept
+  ASSERT_FALSE(parse_json(exact, R"({"type":"track","userId":"u1","event":"e","context":{"n":12345678901234567890123,)"
+                                 R"("consentManagement":{"allowedConsentIds":["a"]}}})", Numbers::Exact).IsError());
+  e = accepted(validate_message(exact, {}));
+  EXPECT_NE(e.context.find(R"("n":12345678901234567890123)"), std::string::npos) << "the copy keeps numbers exact: " << e.context;
+}
+
 TEST(MessageRules, EachTypeWithItsRequiredFieldsIsAccepted) {
   EXPECT_EQ(accepted(validate(R"({"type":"track","userId":"u1","event":"Signed Up"})")).type,
             MessageType::Track);
