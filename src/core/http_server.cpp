@@ -479,12 +479,17 @@ void HttpServer::add_cors(MHD_Response* resp, const PendingRequest* r, bool pref
 
 int HttpServer::respond(MHD_Connection* c, PendingRequest* r, int status, const std::string& body,
                         const char* content_type, const char* retry_after) {
-  r->finished = true;
-  r->answered = true;
   MHD_Response* resp = MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()),
                                                        MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
   if (retry_after) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+  return answer(c, r, status, resp);
+}
+
+// Every answer's last step: CORS headers, queued, counted.
+int HttpServer::answer(MHD_Connection* c, PendingRequest* r, int status, MHD_Response* resp) {
+  r->finished = true;
+  r->answered = true;
   add_cors(resp, r, status == MHD_HTTP_NO_CONTENT);
   int ret = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
@@ -492,11 +497,16 @@ int HttpServer::respond(MHD_Connection* c, PendingRequest* r, int status, const 
   return ret;
 }
 
+// The URL documents name this server by: cdp.public_url, else http://Host.
+std::optional<sdk::PublicUrl> HttpServer::public_url(const PendingRequest* r) const {
+  std::string configured = dynamic()->public_url;
+  return configured.empty() ? sdk::from_host(r->host) : sdk::parse_public_url(configured);
+}
+
 // The settings documents SDKs fetch (their key is known by now): cacheable
 // for a minute, 304 when the client holds this version already.
 int HttpServer::sdk_document(MHD_Connection* c, PendingRequest* r) {
-  std::string configured = dynamic()->public_url;
-  auto url = configured.empty() ? sdk::from_host(r->host) : sdk::parse_public_url(configured);
+  auto url = public_url(r);
   if (!url)
     return refuse(c, r, MHD_HTTP_BAD_REQUEST,
                   "must be a host name or address with an optional port (or set cdp.public_url)", "Host");
@@ -507,17 +517,12 @@ int HttpServer::sdk_document(MHD_Connection* c, PendingRequest* r) {
   const char* asked = header(c, MHD_HTTP_HEADER_IF_NONE_MATCH);
   int status = asked && sdk::etag_matches(asked, tag) ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK;
   if (status == MHD_HTTP_NOT_MODIFIED) body.clear();
-  r->finished = r->answered = true;
   MHD_Response* resp = MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()),
                                                        MHD_RESPMEM_MUST_COPY);
   if (status == MHD_HTTP_OK) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
   MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, tag.c_str());
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "public, max-age=60");
-  add_cors(resp, r, false);
-  int ret = MHD_queue_response(c, status, resp);
-  MHD_destroy_response(resp);
-  metrics_->count_request(status);
-  return ret;
+  return answer(c, r, status, resp);
 }
 
 int HttpServer::refuse(MHD_Connection* c, PendingRequest* r, int status, std::string_view error,
@@ -587,8 +592,7 @@ int HttpServer::handle(MHD_Connection* c, const char* url, const char* method, c
   switch (r->route) {
     case Route::Settings:
     case Route::SourceConfig: return sdk_document(c, r);
-    case Route::SdkReport:
-      if (r->too_large) break;
+    case Route::SdkReport:  // its body was read and dropped (a declared one is bounded in begin())
       metrics_->sdk_reports++;
       return respond(c, r, MHD_HTTP_OK, "{\"success\":true}");
     default: break;
@@ -670,8 +674,7 @@ int HttpServer::begin(MHD_Connection* c, PendingRequest* r, const char* url, con
       return refuse(c, r, MHD_HTTP_NOT_FOUND, "no such endpoint", "path");
     case Route::Snippets: {
       if (!get) break;
-      std::string configured = dynamic()->public_url;
-      auto u = configured.empty() ? sdk::from_host(r->host) : sdk::parse_public_url(configured);
+      auto u = public_url(r);
       if (!u) u = sdk::PublicUrl{"http", "127.0.0.1:" + std::to_string(port())};
       return respond(c, r, MHD_HTTP_OK, sdk::snippet_page(*u), "text/html; charset=utf-8");
     }

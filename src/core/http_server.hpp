@@ -28,6 +28,7 @@
 #include "core/http_metrics.hpp"
 #include "core/http_protocol.hpp"
 #include "core/payload.hpp"
+#include "core/sdk_settings.hpp"
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -177,7 +178,9 @@ class HttpServer {
   int begin(MHD_Connection* c, PendingRequest* r, const char* url, const char* method,
             const char* version);
   int admit(MHD_Connection* c, PendingRequest* r);
+  int answer(MHD_Connection* c, PendingRequest* r, int status, MHD_Response* resp);
   int sdk_document(MHD_Connection* c, PendingRequest* r);
+  std::optional<sdk::PublicUrl> public_url(const PendingRequest* r) const;
   void add_cors(MHD_Response* resp, const PendingRequest* r, bool preflight);
   std::shared_ptr<const HttpDynamicConfig> dynamic() const;
   int ingest(MHD_Connection* c, PendingRequest* r, std::optional<MessageType> implied);

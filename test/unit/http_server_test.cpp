@@ -441,6 +441,9 @@ TEST(HttpServerSdks, SegmentSettingsAreCacheableAndKeyed) {
   std::string tag = header_of(r, "ETag");
   r = exchange(c.port(), get("/v1/projects/" + kKey + "/settings", "If-None-Match: " + tag + "\r\n"));
   EXPECT_EQ(status_line(r), "HTTP/1.1 304 Not Modified") << r;
+  r = exchange(c.port(), "GET /v1/projects/" + kKey + "/settings HTTP/1.1\r\nHost: a\"b/c\r\n\r\n");
+  EXPECT_EQ(status_line(r), "HTTP/1.1 400 Bad Request") << r;  // a Host no document may name
+  EXPECT_NE(body_of(r).find(R"("field":"Host")"), std::string::npos) << r;
   r = exchange(c.port(), get("/v1/projects/cdp_bogus/settings"));
   EXPECT_EQ(status_line(r), "HTTP/1.1 404 Not Found") << r;
   EXPECT_EQ(body_of(r), R"({"success":false,"error":"is unknown or revoked","field":"writeKey"})");
