@@ -37,6 +37,7 @@ PG_SOURCES = \
 	src/pg/ingest/ingest.cpp \
 	src/pg/ingest/http_worker.cpp \
 	src/pg/profiles/profile_api.cpp \
+	src/pg/profiles/profile_read.cpp \
 	src/pg/processor/rules.cpp \
 	src/pg/processor/batch.cpp \
 	src/pg/processor/identity.cpp \

@@ -14,6 +14,7 @@
 #include "core/http_protocol.hpp"
 #include "core/http_server.hpp"
 #include "core/profile_api.hpp"
+#include "pg/profiles/profile_read.hpp"
 #include "pg/runtime/spi.hpp"
 #include "pg/runtime/worker.hpp"
 
@@ -73,13 +74,22 @@ struct Batch {  // the arrays of cdp.profile_lookups, one row per lookup asked
   std::vector<std::string> types, values, fields;
   std::vector<int64_t> ids;
   std::vector<int> parts, pii;
-  std::vector<PendingRequest*> requests;
+  std::vector<PendingRequest*> requests;  // every lookup its token allows
+  std::vector<PendingRequest*> in_sql;    // those the statement answers (row k: in_sql[k])
+  std::vector<PendingRequest*> direct;    // those read directly (profile_read.cpp)
+  std::vector<const cdp::profiles::Lookup*> direct_lookups;
   // Counted once the group has its answers: lookups by token, unknown tokens.
   std::vector<std::pair<PendingRequest*, Token>> by_token;
   uint64_t unauthorized = 0;
 
   void add(PendingRequest* r, const Token* t) {
     const cdp::profiles::Lookup& l = r->lookup;
+    requests.push_back(r);
+    if (reads_directly(l, t->grant.pii)) {
+      direct.push_back(r);
+      direct_lookups.push_back(&l);
+      return;
+    }
     types.push_back(l.type);
     values.push_back(l.value);
     ids.push_back(l.profile_id);
@@ -88,7 +98,7 @@ struct Batch {  // the arrays of cdp.profile_lookups, one row per lookup asked
     for (auto& f : l.fields) joined += (joined.empty() ? "" : ",") + f;
     fields.push_back(std::move(joined));
     pii.push_back(static_cast<int>(t->grant.pii));
-    requests.push_back(r);
+    in_sql.push_back(r);
   }
 };
 
@@ -138,7 +148,14 @@ void run(const std::vector<PendingRequest*>& lookups, Batch& batch) {
     }
     batch.add(r, t);
   }
-  if (batch.requests.empty()) return;
+  std::vector<DirectAnswer> read = read_directly(batch.direct_lookups);
+  for (size_t k = 0; k < read.size(); k++) {
+    DirectAnswer& a = read[k];
+    answer(batch.direct[k], a.status,
+           a.status == 200 ? cdp::profiles::profile_document(a.profile_id, {a.traits, a.computed, a.segments})
+                           : error_response(a.error, "identifier"));
+  }
+  if (batch.in_sql.empty()) return;
   sql::Rows rows = sql::select(
       "select ord, status, error, profile_id, traits::text, computed::text, segments::text"
       " from cdp.profile_lookups($1::text[], $2::text[], $3::int8[], $4::int4[], $5::text[], $6::int4[])",
@@ -147,8 +164,8 @@ void run(const std::vector<PendingRequest*>& lookups, Batch& batch) {
   Extras extras;
   for (size_t i = 0; i < rows.size(); i++) {
     size_t k = static_cast<size_t>(rows.int4(i, 0)) - 1;
-    if (k >= batch.requests.size()) continue;
-    PendingRequest* r = batch.requests[k];
+    if (k >= batch.in_sql.size()) continue;
+    PendingRequest* r = batch.in_sql[k];
     int status = rows.int4(i, 1);
     if (status != 200) {
       answer(r, status, error_response(rows.text(i, 2), "identifier"));
