@@ -33,7 +33,7 @@ lookup() { # lookup PATH [TOKEN] [curl args...]
   http GET "$path" -H "Authorization: Bearer $tok" "$@"
 }
 sql "select cdp.create_segment('pro_$RUN_ID', '{\"trait\": \"plan\", \"op\": \"=\", \"value\": \"pro\"}')" >/dev/null
-send /v1/identify "{\"userId\": \"$U\", \"messageId\": \"$RUN_ID-1\", \"traits\": {\"email\": \" ${EMAIL^^} \", \"plan\": \"pro\", \"first_name\": \"Ada\"},
+send /v1/identify "{\"userId\": \"$U\", \"messageId\": \"$RUN_ID-1\", \"traits\": {\"email\": \" ${EMAIL^^} \", \"phone\": \"+33 6 ${RUN_ID: -8:2} ${RUN_ID: -6:2} ${RUN_ID: -4:2} ${RUN_ID: -2:2}\", \"plan\": \"pro\", \"first_name\": \"Ada\"},
   \"context\": {\"consent\": {\"categoryPreferences\": {\"analytics\": true, \"marketing\": false}}}}"
 for i in 1 2 3 4 5; do
   send /v1/track "{\"userId\": \"$U\", \"event\": \"Viewed $i\", \"messageId\": \"$RUN_ID-t$i\", \"properties\": {\"n\": $i}}"
@@ -49,6 +49,10 @@ check_eq "by user_id: 200 with traits, computed traits and segment names" \
 check_eq "JSON, never cached on the way" "$(header Content-Type) $(header Cache-Control)" "application/json no-store"
 lookup "/v1/profiles/email:%20$(echo "${EMAIL^^}" | sed 's/@/%40/')"
 check_eq "by email, normalised as ingestion does (spaces, case)" "$STATUS $(jget "$BODY" profile_id)" "200 $PID"
+lookup "/v1/profiles/phone:%2B33%206%20${RUN_ID: -8:2}%20${RUN_ID: -6:2}%20${RUN_ID: -4:2}%20${RUN_ID: -2:2}"
+check_eq "by phone, written as the person typed it" "$STATUS $(jget "$BODY" profile_id)" "200 $PID"
+lookup "/v1/profiles/anonymous_id:nobody_$RUN_ID"
+check_eq "by anonymous_id (nobody has this one)" "$STATUS" "404"
 lookup "/v1/profiles/$PID"
 check_eq "by profile number" "$STATUS $(jget "$BODY" traits.first_name)" "200 Ada"
 SQL_ANSWER=$(sql "select cdp.lookup_profile('user_id:$U')")
