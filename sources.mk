@@ -14,6 +14,7 @@ CORE_SOURCES = \
 	src/core/gzip.cpp \
 	src/core/http_protocol.cpp \
 	src/core/sdk_settings.cpp \
+	src/core/profile_api.cpp \
 	src/core/http_metrics.cpp \
 	src/core/http_server.cpp \
 	src/core/identity.cpp \
@@ -35,6 +36,8 @@ PG_SOURCES = \
 	src/pg/ingest/store.cpp \
 	src/pg/ingest/ingest.cpp \
 	src/pg/ingest/http_worker.cpp \
+	src/pg/profiles/profile_api.cpp \
+	src/pg/profiles/profile_read.cpp \
 	src/pg/processor/rules.cpp \
 	src/pg/processor/batch.cpp \
 	src/pg/processor/identity.cpp \

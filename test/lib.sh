@@ -204,6 +204,24 @@ dev_write_key() {
   echo "$key"
 }
 
+# dev_read_token DIR: a Profile API read token of the local cluster (every
+# scope, PII clear: it is the developer's own), kept in DIR/read_token; a new
+# one when there is none or it was revoked.
+dev_read_token() {
+  local dir=$1 token="" name
+  [ -f "$dir/read_token" ] && token=$(cat "$dir/read_token")
+  if [ -n "$token" ] && [ "$(cluster_psql "$dir" cdp -tA -c "select count(*) from cdp.access_tokens
+       where token_hash = sha256(convert_to('$token', 'UTF8')) and revoked_at is null")" = 1 ]; then
+    echo "$token"
+    return 0
+  fi
+  name="dev-$(date +%s)"
+  token=$(cluster_psql "$dir" cdp -tA -c "select cdp.create_access_token('$name',
+            array['profiles:read', 'identities:read', 'events:read', 'consent:read', 'pii:clear'])") || return 1
+  (umask 077 && echo "$token" >"$dir/read_token") || return 1
+  echo "$token"
+}
+
 # load_demo DIR URL KEY: the demo dataset (demo/load.mjs, docs/demo.md), sent
 # over HTTP, then processed; DIR/demo_loaded marks it done.
 load_demo() {

@@ -167,6 +167,8 @@ create table cdp.event_profiles (
   event_id   bigint primary key,
   profile_id bigint not null
 );
+-- A person's recent events (the Profile API): their event numbers by profile, newest first.
+create index event_profiles_profile_idx on cdp.event_profiles (profile_id, event_id);
 comment on table cdp.event_profiles is 'Early binding: the profile each processed event was bound to when it was processed. Merges never rewrite it; cdp.events_resolved follows cdp.profile_map to the survivor.';
 comment on column cdp.event_profiles.event_id is 'cdp.events.id.';
 comment on column cdp.event_profiles.profile_id is 'The profile at processing time.';

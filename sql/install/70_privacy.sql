@@ -431,7 +431,7 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  strip text[] := array['write_key_hash'];
+  strip text[] := array['write_key_hash', 'token_hash'];
   old_row jsonb;
   new_row jsonb;
 begin
@@ -448,7 +448,7 @@ begin
   values (lower(tg_op), tg_table_name, jsonb_strip_nulls(jsonb_build_object('old', old_row, 'new', new_row)));
   return null;
 end $$;
-comment on function cdp.audit_change() is 'Trigger: writes each change to a configuration table into cdp.audit_log (write key hashes and destination secrets left out); a pg_dump restore (cdp.restoring()) is not recorded again.';
+comment on function cdp.audit_change() is 'Trigger: writes each change to a configuration table into cdp.audit_log (write key and access token hashes and destination secrets left out); a pg_dump restore (cdp.restoring()) is not recorded again.';
 create trigger sources_audit after insert or update or delete on cdp.sources for each row execute function cdp.audit_change();
 create trigger destinations_audit after insert or update of name, url, options, paused or delete on cdp.destinations
   for each row execute function cdp.audit_change();

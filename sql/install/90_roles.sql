@@ -10,32 +10,45 @@ set search_path = pg_catalog, pg_temp
 as $$ select coalesce(string_to_array(replace(current_setting('cdp.pii_traits', true), ' ', ''), ','), '{}') $$;
 comment on function cdp.pii_traits() is 'The trait names cdp.pii_traits lists (default email, phone, first_name, last_name, address, ip).';
 
-create function cdp.mask(doc jsonb) returns jsonb
+-- The one walk over a document for PII members (cdp.pii_traits), at any
+-- depth and inside arrays: mode 1 hashes each one's value, 0 leaves it out,
+-- 2 shows the document as it is. Analysts' masking and the Profile API's
+-- tokens both see documents through it.
+create function cdp.pii_view(doc jsonb, mode int) returns jsonb
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
-declare pii text[] := cdp.pii_traits(); out jsonb; k text; v jsonb;
+declare pii text[]; out jsonb; k text; v jsonb;
 begin
-  if doc is null then return null; end if;
+  if doc is null or mode = 2 then return doc; end if;
   if jsonb_typeof(doc) = 'array' then
     -- Arrays are walked too: {"recipients": [{"email": ...}]} hides the email.
-    select coalesce(jsonb_agg(cdp.mask(e) order by i), '[]') into out from jsonb_array_elements(doc) with ordinality x(e, i);
+    select coalesce(jsonb_agg(cdp.pii_view(e, mode) order by i), '[]') into out from jsonb_array_elements(doc) with ordinality x(e, i);
     return out;
   end if;
   if jsonb_typeof(doc) <> 'object' then return doc; end if;
+  pii := cdp.pii_traits();
   out := '{}';
   for k, v in select * from jsonb_each(doc) loop
-    if k = any(pii) and jsonb_typeof(v) <> 'null' then
+    if k = any(pii) and mode = 0 then
+      continue;
+    elsif k = any(pii) and jsonb_typeof(v) <> 'null' then
       -- The whole value, whatever its type, becomes one hash.
       v := to_jsonb('sha256:' || encode(sha256(convert_to(lower(btrim(
              case when jsonb_typeof(v) = 'string' then v #>> '{}' else v::text end)), 'UTF8')), 'hex'));
     elsif jsonb_typeof(v) in ('object', 'array') then
-      v := cdp.mask(v);
+      v := cdp.pii_view(v, mode);
     end if;
     out := out || jsonb_build_object(k, v);
   end loop;
   return out;
 end $$;
+comment on function cdp.pii_view(jsonb, int) is 'doc with its PII members (cdp.pii_traits, at any depth and inside arrays) hashed (mode 1, as cdp.mask), left out (mode 0) or shown (mode 2): how analysts and Profile API tokens see documents.';
+
+create function cdp.mask(doc jsonb) returns jsonb
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$ select cdp.pii_view(doc, 1) $$;
 comment on function cdp.mask(jsonb) is 'The value with every member named in cdp.pii_traits, at any depth and inside arrays, replaced by "sha256:" and the hex SHA-256 of its trimmed, lower-cased text: analysts can count and join on it, not read it.';
 
 create view cdp.analyst_profiles with (security_barrier) as
@@ -103,7 +116,7 @@ grant execute on function cdp.ingest(jsonb, text), cdp.ingest_one(jsonb, text),
 -- Analysts: masked views and segments; no raw table, write key, secret or ledger.
 grant select on cdp.analyst_profiles, cdp.analyst_identities, cdp.analyst_events, cdp.segments, cdp.segment_sizes,
   cdp.segment_membership, cdp.computed_traits to cdp_analyst;
-grant execute on function cdp.mask(jsonb), cdp.pii_traits(), cdp.segment_members(text), cdp.now() to cdp_analyst;
+grant execute on function cdp.mask(jsonb), cdp.pii_view(jsonb, int), cdp.pii_traits(), cdp.segment_members(text), cdp.now() to cdp_analyst;
 
 create function cdp.grant_role(role text, member text) returns void
 language plpgsql volatile security definer

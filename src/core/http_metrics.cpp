@@ -1,6 +1,7 @@
 #include "core/http_metrics.hpp"
 
 #include <cstdio>
+#include <string>
 
 namespace cdp {
 
@@ -15,6 +16,36 @@ void HttpMetrics::reset() {
   for (auto& a : deliveries) a = 0;
   for (auto& a : delivery_buckets) a = 0;
   delivery_sum_micros = delivery_count = 0;
+  for (auto& t : tokens) {
+    t.token_id = 0;
+    t.named = false;
+    t.name[0] = '\0';
+    for (auto& a : t.lookups) a = 0;
+  }
+  std::snprintf(tokens[kTokenSlots - 1].name, kTokenNameBytes + 1, "%s", "(other)");  // the overflow
+  tokens[kTokenSlots - 1].named = true;
+  lookups_unauthorized = 0;
+}
+
+void HttpMetrics::count_lookup(int64_t token_id, const std::string& token_name, int http_status) {
+  TokenSlot* slot = &tokens[kTokenSlots - 1];
+  for (int k = 0; k < kTokenSlots - 1; k++) {
+    TokenSlot& t = tokens[k];
+    int64_t id = t.token_id.load(std::memory_order_acquire);
+    if (id == 0 && t.token_id.compare_exchange_strong(id, token_id)) {  // this process takes the slot
+      std::snprintf(t.name, sizeof t.name, "%s", token_name.c_str());
+      t.named.store(true, std::memory_order_release);
+      slot = &t;
+      break;
+    }
+    if (id == token_id) {
+      slot = &t;
+      break;
+    }
+  }
+  int i = 0;
+  while (i < kNumLookupCodes && kLookupCodes[i] != http_status) i++;
+  slot->lookups[i].fetch_add(1, std::memory_order_relaxed);
 }
 
 void HttpMetrics::count_deliveries(DeliveryOutcome outcome, uint64_t n) {
@@ -128,6 +159,22 @@ std::string HttpMetrics::render() const {
        "cdp_deliveries_total{outcome=\"dead\"} %llu\n",
        static_cast<unsigned long long>(deliveries[0].load()), static_cast<unsigned long long>(deliveries[1].load()),
        static_cast<unsigned long long>(deliveries[2].load()));
+  out += "# HELP cdp_profile_lookups_total Profile API lookups by access token and HTTP status.\n"
+         "# TYPE cdp_profile_lookups_total counter\n";
+  for (const auto& t : tokens) {
+    if (!t.named.load(std::memory_order_acquire)) continue;
+    for (int i = 0; i <= kNumLookupCodes; i++) {
+      uint64_t n = t.lookups[i].load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      line(out, "cdp_profile_lookups_total{token=\"%s\",status=\"%s\"} %llu\n", t.name,
+           i < kNumLookupCodes ? std::to_string(kLookupCodes[i]).c_str() : "other",
+           static_cast<unsigned long long>(n));
+    }
+  }
+  line(out,
+       "# HELP cdp_profile_lookups_unauthorized_total Profile API lookups with an unknown or revoked token (401).\n"
+       "# TYPE cdp_profile_lookups_unauthorized_total counter\ncdp_profile_lookups_unauthorized_total %llu\n",
+       static_cast<unsigned long long>(lookups_unauthorized.load()));
   histogram(out, "cdp_delivery_seconds", "Time from queueing a delivery to its acknowledgement.", kDeliveryBuckets,
             delivery_buckets, delivery_sum_micros.load() / 1e6, delivery_count.load());
   return out;

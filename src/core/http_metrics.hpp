@@ -38,6 +38,22 @@ struct HttpMetrics {
   std::atomic<uint64_t> delivery_buckets[kNumDeliveryBuckets + 1];
   std::atomic<uint64_t> delivery_sum_micros, delivery_count;
 
+  // Profile API lookups by access token and answer (a token is a slot, taken
+  // on its first use; the last slot, "(other)", counts the tokens past them)
+  // and lookups refused for an unknown or revoked token.
+  static constexpr int kLookupCodes[] = {200, 400, 403, 404};
+  static constexpr int kNumLookupCodes = sizeof(kLookupCodes) / sizeof(kLookupCodes[0]);
+  static constexpr int kTokenSlots = 64;
+  static constexpr int kTokenNameBytes = 64;
+  struct TokenSlot {
+    std::atomic<int64_t> token_id;  // 0: free
+    std::atomic<bool> named;        // name is written
+    char name[kTokenNameBytes + 1];
+    std::atomic<uint64_t> lookups[kNumLookupCodes + 1];  // last slot: any other code
+  };
+  TokenSlot tokens[kTokenSlots];
+  std::atomic<uint64_t> lookups_unauthorized;
+
   HttpMetrics() { reset(); }
   void reset();
   void count_request(int http_status);
@@ -48,6 +64,7 @@ struct HttpMetrics {
   void count_deliveries(DeliveryOutcome outcome, uint64_t n);
   // Queued -> acknowledged, for each delivered message.
   void observe_delivery(double seconds);
+  void count_lookup(int64_t token_id, const std::string& token_name, int http_status);
   std::string render() const;
 };
 

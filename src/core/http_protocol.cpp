@@ -40,6 +40,9 @@ RouteMatch match_route(std::string_view path) {
   std::string_view name = path.substr(4);
   if (name == "batch" || name == "b" || name == "import") return {Route::Ingest, {}, {}};
   if (name == "m") return {Route::SdkReport, {}, {}};
+  constexpr std::string_view kProfiles = "profiles";
+  if (name.substr(0, kProfiles.size()) == kProfiles && (name.size() == kProfiles.size() || name[kProfiles.size()] == '/'))
+    return {Route::Profile, {}, {}};
   constexpr std::string_view kProjects = "projects/", kSettings = "/settings";
   if (name.substr(0, kProjects.size()) == kProjects && name.size() > kProjects.size() + kSettings.size() &&
       name.substr(name.size() - kSettings.size()) == kSettings) {

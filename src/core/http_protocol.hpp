@@ -17,6 +17,7 @@ enum class Route {
   Settings,      // /v1/projects/{writeKey}/settings: analytics-next's settings
   SourceConfig,  // /sourceConfig: RudderStack's source configuration
   Snippets,      // / and /sdk: how to point each SDK at this server
+  Profile,       // /v1/profiles/{identifier}[/{part}]: the Profile API (reads)
   Health,
   Metrics,
   NotFound
@@ -28,8 +29,8 @@ struct RouteMatch {
   std::string write_key;                    // Settings: the key in the path
 };
 
-// The paths above. A trailing slash or a query string is ignored; the key in
-// a settings path is percent-decoded.
+// The paths above, as they arrived (percent-encoded). A trailing slash or a
+// query string is ignored; the key in a settings path is percent-decoded.
 RouteMatch match_route(std::string_view path);
 
 // "%41b+" -> "Ab " (query values); nullopt for a broken escape.

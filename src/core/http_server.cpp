@@ -69,6 +69,11 @@ void* on_uri(void* cls, const char*, MHD_Connection* c) {
   return static_cast<HttpServer*>(cls)->request_started(c);
 }
 
+// Paths and query values stay as they arrived: match_route and query_arg
+// decode them, so that an encoded slash in a profile identifier stays part of
+// the value instead of splitting the path.
+size_t keep_escaped(void*, MHD_Connection*, char* s) { return std::strlen(s); }
+
 void on_completed(void* cls, MHD_Connection* c, void** state, MHD_RequestTerminationCode) {
   if (*state) static_cast<HttpServer*>(cls)->request_done(c, static_cast<PendingRequest*>(*state));
   *state = nullptr;
@@ -96,6 +101,13 @@ int status_for(ErrorKind kind) {
 
 const char* header(MHD_Connection* c, const char* name) {
   return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+// A query parameter, percent-decoded ("+" is a space); nullopt when absent or broken.
+std::optional<std::string> query_arg(MHD_Connection* c, const char* name) {
+  const char* raw = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+  if (!raw) return std::nullopt;
+  return percent_decode(raw, true);
 }
 
 // The headers that decide how the body is framed, counted: libmicrohttpd
@@ -216,6 +228,7 @@ void HttpServer::start() {
       plan_.connections + plan_.reserve, MHD_OPTION_CONNECTION_TIMEOUT, config_.idle_timeout_s,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_LISTENING_ADDRESS_REUSE,
       1u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_URI_LOG_CALLBACK, &on_uri, this,
+      MHD_OPTION_UNESCAPE_CALLBACK, &keep_escaped, nullptr,
       MHD_OPTION_NOTIFY_COMPLETED, &on_completed, this, MHD_OPTION_NOTIFY_CONNECTION,
       &on_connection, this, MHD_OPTION_END);
   int err = errno;
@@ -478,11 +491,12 @@ void HttpServer::add_cors(MHD_Response* resp, const PendingRequest* r, bool pref
 }
 
 int HttpServer::respond(MHD_Connection* c, PendingRequest* r, int status, const std::string& body,
-                        const char* content_type, const char* retry_after) {
+                        const char* content_type, const char* retry_after, const char* cache_control) {
   MHD_Response* resp = MHD_create_response_from_buffer(body.size(), const_cast<char*>(body.data()),
                                                        MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
   if (retry_after) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+  if (cache_control) MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
   return answer(c, r, status, resp);
 }
 
@@ -587,7 +601,8 @@ int HttpServer::handle(MHD_Connection* c, const char* url, const char* method, c
   if (r->finished) return MHD_YES;
   if (r->http_status)  // resumed: the committer has answered
     return respond(c, r, r->http_status, r->body, "application/json",
-                   r->retry_after.empty() ? nullptr : r->retry_after.c_str());
+                   r->retry_after.empty() ? nullptr : r->retry_after.c_str(),
+                   r->route == Route::Profile ? "no-store" : nullptr);
   mark(r->conn, ConnectionState::kProcessing);  // all of it arrived
   switch (r->route) {
     case Route::Settings:
@@ -595,6 +610,7 @@ int HttpServer::handle(MHD_Connection* c, const char* url, const char* method, c
     case Route::SdkReport:  // its body was read and dropped (a declared one is bounded in begin())
       metrics_->sdk_reports++;
       return respond(c, r, MHD_HTTP_OK, "{\"success\":true}");
+    case Route::Profile: return enqueue(c, r, 0);
     default: break;
   }
   return ingest(c, r, r->implied);
@@ -611,7 +627,7 @@ static std::string request_key(MHD_Connection* c) {
   }
   if (password) MHD_free(password);
   if (key.empty())
-    if (const char* q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "writeKey")) key = q;
+    if (auto q = query_arg(c, "writeKey")) key = *q;
   return key;
 }
 
@@ -691,6 +707,9 @@ int HttpServer::begin(MHD_Connection* c, PendingRequest* r, const char* url, con
                       "a write key is required (HTTP Basic user name or the writeKey query parameter)",
                       "writeKey");
       return admit(c, r);
+    case Route::Profile:
+      if (!get) break;
+      return profile_lookup(c, r, url);
     case Route::Ingest: {
       if (!post) break;
       // The body decides, not its label: SDKs send JSON as application/json,
@@ -774,6 +793,12 @@ int HttpServer::ingest(MHD_Connection* c, PendingRequest* r, std::optional<Messa
   size_t n = r->payload.messages.size();
   if (queued_messages_ + n > config_.max_queue_messages) return overloaded(c, r);
   metrics_->observe_batch(n);
+  return enqueue(c, r, n);
+}
+
+// Hands a request (n messages; 0 for a lookup) to the committer and suspends
+// its connection until complete().
+int HttpServer::enqueue(MHD_Connection* c, PendingRequest* r, size_t n) {
   // Suspend before queueing: the committer may resume the connection at once.
   r->connection = c;
   r->queued_at = std::chrono::steady_clock::now();
@@ -791,6 +816,29 @@ int HttpServer::ingest(MHD_Connection* c, PendingRequest* r, std::optional<Messa
   if (!queued) return overloaded(c, r, "shutting down, retry later");
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = write(wake_fd_, &one, sizeof one);
+  return MHD_YES;
+}
+
+// A Profile API lookup, decided as far as it can be without the database:
+// a bearer token is there, the path and query make sense. The committer
+// checks the token and answers (queued like writes, answered before them).
+int HttpServer::profile_lookup(MHD_Connection* c, PendingRequest* r, const char* url) {
+  const char* authorization = header(c, MHD_HTTP_HEADER_AUTHORIZATION);
+  std::string token = profiles::bearer_token(authorization ? authorization : "");
+  if (token.empty())
+    return refuse(c, r, MHD_HTTP_UNAUTHORIZED,
+                  "a read token is required: Authorization: Bearer <token> (cdp.create_access_token)",
+                  "Authorization");
+  std::string_view path(url);
+  if (auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  constexpr std::string_view kPrefix = "/v1/profiles/";
+  path = path.size() > kPrefix.size() ? path.substr(kPrefix.size()) : std::string_view();
+  try {
+    r->lookup = profiles::parse_lookup(path, [c](const char* name) { return query_arg(c, name); });
+  } catch (const Error& e) {
+    return respond(c, r, status_for(e.kind()), error_response(e.what(), e.field()));
+  }
+  r->token_digest = key_digest(token);
   return MHD_YES;
 }
 

@@ -28,6 +28,7 @@
 #include "core/http_metrics.hpp"
 #include "core/http_protocol.hpp"
 #include "core/payload.hpp"
+#include "core/profile_api.hpp"
 #include "core/sdk_settings.hpp"
 
 struct MHD_Daemon;
@@ -94,6 +95,10 @@ struct PendingRequest {
   int http_status = 0;
   std::string body;
   std::string retry_after;  // seconds, for 503
+  // A Profile API lookup (route Profile): what it asks for and the SHA-256 of
+  // its bearer token, which the committer checks against cdp.access_tokens.
+  profiles::Lookup lookup;
+  std::string token_digest;
   // Internal to the server.
   MHD_Connection* connection = nullptr;
   ConnectionState* conn = nullptr;
@@ -171,7 +176,8 @@ class HttpServer {
 
  private:
   int respond(MHD_Connection* c, PendingRequest* r, int status, const std::string& body,
-              const char* content_type = "application/json", const char* retry_after = nullptr);
+              const char* content_type = "application/json", const char* retry_after = nullptr,
+              const char* cache_control = nullptr);
   int refuse(MHD_Connection* c, PendingRequest* r, int status, std::string_view error,
              std::string_view field = {});
   int overloaded(MHD_Connection* c, PendingRequest* r, const char* why = "overloaded, retry later");
@@ -184,6 +190,8 @@ class HttpServer {
   void add_cors(MHD_Response* resp, const PendingRequest* r, bool preflight);
   std::shared_ptr<const HttpDynamicConfig> dynamic() const;
   int ingest(MHD_Connection* c, PendingRequest* r, std::optional<MessageType> implied);
+  int profile_lookup(MHD_Connection* c, PendingRequest* r, const char* rest);
+  int enqueue(MHD_Connection* c, PendingRequest* r, size_t messages);
   bool charge(PendingRequest* r, size_t bytes);
   void release(PendingRequest* r);
   void resume_key_waiters();

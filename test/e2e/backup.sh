@@ -25,6 +25,7 @@ db "$SRC_DB" -q >/dev/null <<'SQL' || die "populating failed"
 set client_min_messages = warning;
 create extension cdp;
 select cdp.create_source('web');
+select cdp.create_access_token('site', array['profiles:read']) is not null as token_made;
 -- Days apart, so several partitions hold rows.
 set cdp.test_clock = '2026-11-28T10:00:00Z';
 select * from cdp.ingest('{"batch": [
@@ -119,4 +120,8 @@ out=$(db "$DST_DB" -c "select status, error from cdp.ingest('{\"type\": \"identi
 check_eq "the erased person is still suppressed" \
   "$(db "$DST_DB" -c "select cdp.process_pending(); select count(*) from cdp.quarantine where message_id = 'eve-again' and reason = 'suppressed'" | tail -1)" "1"
 check_eq "a new source gets a fresh id" "$(db "$DST_DB" -c "select cdp.create_source('app') is not null")" "t"
+check_eq "the Profile API's token is restored, hash and all" \
+  "$(db "$DST_DB" -c "select name, scopes, encode(token_hash, 'hex') from cdp.access_tokens")" \
+  "$(db "$SRC_DB" -c "select name, scopes, encode(token_hash, 'hex') from cdp.access_tokens")"
+check_eq "the restored copy answers lookups" "$(db "$DST_DB" -c "select cdp.lookup_profile('user_id:ada') ? 'traits'")" "t"
 finish

@@ -50,6 +50,11 @@ KEY=$(printf '%s\n' "$OUT" | sed -nE 's/^  Write key: +(cdp_[0-9a-f]+).*/\1/p')
 check_match "it prints a write key" "$KEY" '^cdp_[0-9a-f]{64}$'
 run key
 check_eq "./dev key prints that key" "$OUT" "$KEY"
+run token
+TOKEN=$OUT
+check_match "./dev token prints a read token" "$TOKEN" '^cdpr_[0-9a-f]{64}$'
+run token
+check_eq "... the same one again" "$OUT" "$TOKEN"
 run stop
 check_match "./dev stop says it stopped the cluster" "$OUT" "^stopped the local cluster in $CDP_DEV_DIR"
 run stop

@@ -3,6 +3,8 @@
 // X-Forwarded-For header, the trusted proxies (a comma list), an Origin, the
 // allowed origins (a comma list), and what remains, read as a request body.
 //
+// - parse_lookup (the path line as what follows /v1/profiles/) throws only
+//   cdp::Error naming a field, and what it parses is whole (see check_lookup);
 // - match_route agrees with a plain model (the query and trailing slashes
 //   ignored, then an exact name) and gives the same answer with a query or
 //   a trailing slash added;
@@ -33,6 +35,7 @@
 #include "core/error.hpp"
 #include "core/http_protocol.hpp"
 #include "core/payload.hpp"
+#include "core/profile_api.hpp"
 #include "core/sdk_settings.hpp"
 
 namespace {
@@ -78,6 +81,8 @@ cdp::RouteMatch model_route(std::string_view path) {
     if (path == r.path) return {r.route, r.type, {}};
   for (auto& r : kUntyped)
     if (path == r.path) return {r.route, {}, {}};
+  // /v1/profiles and anything under it: the Profile API (its path parsed by parse_lookup).
+  if (path == "/v1/profiles" || path.substr(0, 13) == "/v1/profiles/") return {cdp::Route::Profile, {}, {}};
   // /v1/projects/{key}/settings, the key percent-decoded, non-empty, no slash.
   std::string_view pre = "/v1/projects/", post = "/settings";
   if (path.size() > pre.size() + post.size() && path.substr(0, pre.size()) == pre &&
@@ -102,6 +107,33 @@ void check_route(std::string_view path) {
 }
 
 bool blank(char c) { return c == ' ' || c == '\t'; }
+
+// parse_lookup on what follows /v1/profiles/ (the path line) and a query (the
+// Origin line as include, the allowed line as fields): only cdp::Error, and
+// what parses is whole: a type name and a value without control characters
+// of at most 1,024 bytes, or a positive number; parts known; a limit in range.
+void check_lookup(std::string_view rest, std::string_view include, std::string_view fields) {
+  auto query = [&](const char* name) -> std::optional<std::string> {
+    std::string_view v = std::string_view(name) == "include" ? include : std::string_view(name) == "fields" ? fields : "";
+    if (v.empty()) return std::nullopt;
+    return std::string(v);
+  };
+  cdp::profiles::Lookup l;
+  try {
+    l = cdp::profiles::parse_lookup(rest, query);
+  } catch (const cdp::Error& e) {
+    if (e.field().empty()) fail("parse_lookup refused without naming a field", rest);
+    return;
+  }
+  if (l.type.empty() ? l.profile_id <= 0 : l.profile_id != 0) fail("a lookup is by identifier or by number", rest);
+  if (!l.type.empty() && (l.value.empty() || l.value.size() > cdp::profiles::kMaxIdentifierBytes))
+    fail("an identifier value is empty or too long", rest);
+  for (unsigned char c : l.value)
+    if (c < 0x20 || c == 0x7f) fail("a control character in an identifier", rest);
+  if (l.parts == 0 || (l.parts & ~cdp::profiles::kAllParts)) fail("parts", rest);
+  if (l.limit < 1 || l.limit > cdp::profiles::kMaxEventLimit) fail("limit", rest);
+  if (l.fields.size() > cdp::profiles::kMaxFields) fail("fields", rest);
+}
 
 std::vector<std::string> checked_list(std::string_view text) {
   std::vector<std::string> items = cdp::split_list(text);
@@ -246,6 +278,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view body = in;
 
   check_route(path);
+  check_lookup(path, origin, allowed);
   std::vector<std::string> proxies = checked_list(trusted);
   (void)checked_list(xff);
   check_client_ip(peer, xff, proxies);

@@ -142,8 +142,8 @@ select is_empty(
 select set_eq(
   $$select p.proname::text from pg_proc p where p.pronamespace = 'cdp'::regnamespace
      and has_function_privilege('cdp_analyst', p.oid, 'execute')$$,
-  array['mask', 'pii_traits', 'segment_members', 'now'],
-  'cdp_analyst executes cdp.mask, cdp.pii_traits, cdp.segment_members and cdp.now only');
+  array['mask', 'pii_view', 'pii_traits', 'segment_members', 'now'],
+  'cdp_analyst executes cdp.mask (and the walk behind it, cdp.pii_view), cdp.pii_traits, cdp.segment_members and cdp.now only');
 
 set role cdp_analyst;
 select is((select count(*)::int from cdp.analyst_profiles), 2, 'cdp_analyst reads cdp.analyst_profiles');

@@ -90,10 +90,16 @@ class Collector {
       if (server_->keys_wanted()) publish();
       for (PendingRequest* r : server_->take(1000)) {
         r->http_status = 200;
-        r->body = "{\"source\":" + std::to_string(r->source_id) + "}";
+        r->body = r->route == Route::Profile ? describe(r->lookup)
+                                             : "{\"source\":" + std::to_string(r->source_id) + "}";
         server_->complete(r);
       }
     }
+  }
+  // A lookup as the server parsed it, for the tests to read back.
+  static std::string describe(const profiles::Lookup& l) {
+    return "type=" + l.type + " value=" + l.value + " id=" + std::to_string(l.profile_id) + " parts=" +
+           profiles::part_names(l.parts) + " limit=" + std::to_string(l.limit) + " cursor=" + std::to_string(l.cursor);
   }
   std::unique_ptr<HttpServer> server_;
   std::thread committer_;
@@ -474,6 +480,68 @@ TEST(HttpServerSdks, SdkReportsAreCountedNotStored) {
   EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK") << r;
   EXPECT_EQ(header_of(r, "Content-Type"), "text/html; charset=utf-8");
   EXPECT_NE(body_of(r).find("cdnURL: 'http://cdp.test:8765'"), std::string::npos);
+}
+
+constexpr const char* kBearer = "Authorization: Bearer cdpr_test\r\n";
+
+TEST(HttpServerProfiles, AnEncodedSlashStaysInTheValue) {
+  Collector c;
+  std::string r = exchange(c.port(), get("/v1/profiles/email:a%2Fb%40x.com", kBearer));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK") << r;
+  EXPECT_EQ(body_of(r), "type=email value=a/b@x.com id=0 parts=traits,computed,segments limit=20 cursor=0");
+  EXPECT_EQ(header_of(r, "Cache-Control"), "no-store");  // a person's data is never cached on the way
+}
+
+TEST(HttpServerProfiles, SubResourcesAndQueriesSayWhatIsAsked) {
+  Collector c;
+  std::string r = exchange(c.port(), get("/v1/profiles/123/events?limit=5&cursor=9", kBearer));
+  EXPECT_EQ(body_of(r), "type= value= id=123 parts=events limit=5 cursor=9") << r;
+  r = exchange(c.port(), get("/v1/profiles/user_id:u%201?include=traits,consent", kBearer));
+  EXPECT_EQ(body_of(r), "type=user_id value=u 1 id=0 parts=traits,consent limit=20 cursor=0") << r;
+}
+
+TEST(HttpServerProfiles, BadRequestsAreRefusedBeforeTheDatabase) {
+  Collector c;
+  std::string r = exchange(c.port(), get("/v1/profiles/email:ada%40x.com"));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 401 Unauthorized") << r;
+  EXPECT_NE(body_of(r).find("\"field\":\"Authorization\""), std::string::npos) << r;
+  r = exchange(c.port(), get("/v1/profiles/email:ada", "Authorization: Basic eDo=\r\n"));  // a write key cannot read
+  EXPECT_EQ(status_line(r), "HTTP/1.1 401 Unauthorized") << r;
+  r = exchange(c.port(), get("/v1/profiles/..", kBearer));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 400 Bad Request") << r;
+  EXPECT_NE(body_of(r).find("\"field\":\"identifier\""), std::string::npos) << r;
+  r = exchange(c.port(), get("/v1/profiles/email:" + std::string(1100, 'a'), kBearer));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 400 Bad Request") << r;
+  r = exchange(c.port(), get("/v1/profiles/email:a/secrets", kBearer));
+  EXPECT_NE(body_of(r).find("\"field\":\"part\""), std::string::npos) << r;
+  r = exchange(c.port(), get("/v1/profiles/email:a?limit=0", kBearer));
+  EXPECT_NE(body_of(r).find("\"field\":\"limit\""), std::string::npos) << r;
+  r = exchange(c.port(), post("/v1/profiles/email:a", "{}", kBearer));
+  EXPECT_EQ(status_line(r), "HTTP/1.1 405 Method Not Allowed") << r;
+}
+
+TEST(HttpServerProfiles, BrowsersMaySendTheToken) {
+  Collector c;
+  std::string r = exchange(c.port(), "OPTIONS /v1/profiles/email:a HTTP/1.1\r\nHost: t\r\nOrigin: http://shop.test\r\n"
+                                     "Access-Control-Request-Method: GET\r\n"
+                                     "Access-Control-Request-Headers: authorization\r\n\r\n");
+  EXPECT_EQ(status_line(r), "HTTP/1.1 204 No Content") << r;
+  EXPECT_EQ(header_of(r, "Access-Control-Allow-Headers"), "authorization");
+  r = exchange(c.port(), get("/v1/profiles/email:a", std::string(kBearer) + "Origin: http://shop.test\r\n"));
+  EXPECT_EQ(header_of(r, "Access-Control-Allow-Origin"), "http://shop.test") << r;
+}
+
+TEST(HttpServerProfiles, LookupsAreCountedByToken) {
+  HttpMetrics m;
+  m.count_lookup(3, "web", 200);
+  m.count_lookup(3, "web", 200);
+  m.count_lookup(4, "app", 403);
+  m.lookups_unauthorized++;
+  EXPECT_EQ(metric(m, "cdp_profile_lookups_total{token=\"web\",status=\"200\"}"), "2");
+  EXPECT_EQ(metric(m, "cdp_profile_lookups_total{token=\"app\",status=\"403\"}"), "1");
+  EXPECT_EQ(metric(m, "cdp_profile_lookups_unauthorized_total"), "1");
+  for (int id = 10; id < 10 + HttpMetrics::kTokenSlots; id++) m.count_lookup(id, "t" + std::to_string(id), 404);
+  EXPECT_EQ(metric(m, "cdp_profile_lookups_total{token=\"(other)\",status=\"404\"}"), "3");  // past the slots
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "core/http_server.hpp"
 #include "core/sdk_settings.hpp"
 #include "pg/ingest/store.hpp"
+#include "pg/profiles/profile_api.hpp"
 #include "pg/runtime/guard.hpp"
 #include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
@@ -227,11 +228,16 @@ void commit_group(std::vector<PendingRequest*>& group) {
   }
 }
 
+// Lookups are answered first, in one statement (they need no commit), then
+// the writes are committed together.
 void drain(size_t max_messages) {
   for (;;) {
-    std::vector<PendingRequest*> group = server->take(max_messages);
+    std::vector<PendingRequest*> group = server->take(max_messages), lookups, writes;
     if (group.empty()) return;
-    commit_group(group);
+    for (PendingRequest* r : group) (r->route == Route::Profile ? lookups : writes).push_back(r);
+    profiles::answer_lookups(lookups, shared_metrics());
+    for (PendingRequest* r : lookups) server->complete(r);
+    if (!writes.empty()) commit_group(writes);
   }
 }
 
