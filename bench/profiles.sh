@@ -92,7 +92,7 @@ cpu_labels() {
   } >"$WORK/labels"
 }
 cpu_snap() {
-  local f line comm rest
+  local out=$1 f line comm
   for f in /proc/[0-9]*/stat; do
     read -r line <"$f" 2>/dev/null || continue
     f=${f#/proc/}
@@ -102,8 +102,8 @@ cpu_snap() {
     # shellcheck disable=SC2086
     set -- ${line##*) }
     printf '%s %s %s\n' "${f%/stat}" "${comm// /_}" "$((${12} + ${13}))"
-  done >"$1"
-  head -1 /proc/stat >"$1.machine"
+  done >"$out"
+  head -1 /proc/stat >"$out.machine"
 }
 cpu_report() {
   local hz
