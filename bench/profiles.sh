@@ -27,7 +27,7 @@
 # Usage: bench/profiles.sh [PROFILES] [RATE]   (defaults 1000000 5000)
 # Environment: CDP_BENCH_DURATION (seconds per measured run, default 15),
 #   CDP_BENCH_WARMUP (default 5), CDP_BENCH_PEER_WORKERS (default 2),
-#   CDP_BENCH_PEER_POOL (connections per peer worker, default 4),
+#   CDP_BENCH_PEER_POOL (connections per peer worker, default 8),
 #   CDP_BENCH_VERBOSE=1 (wrk's own output), CDP_BENCH_SUMMARY (bench/run).
 # Needs: make install done, node, npm (the peer is installed with npm ci in
 # a temporary folder), wrk, curl.
@@ -45,7 +45,7 @@ RATE=${2:-5000}
 DURATION=${CDP_BENCH_DURATION:-15}
 WARMUP=${CDP_BENCH_WARMUP:-5}
 PEER_WORKERS=${CDP_BENCH_PEER_WORKERS:-2}
-PEER_POOL=${CDP_BENCH_PEER_POOL:-4}
+PEER_POOL=${CDP_BENCH_PEER_POOL:-8}
 CONNS=64
 PEER_TOKEN=peer-bench-token
 SIZE=$(awk -v n="$PROFILES" 'BEGIN { if (n >= 1000000 && n % 1000000 == 0) printf "%dM", n / 1000000;

@@ -8,7 +8,7 @@
 //
 // Its best configuration on 2 cores: node:cluster with WORKERS processes
 // (default 2) sharing the port, each with a pg Pool of POOL connections
-// (default 4), ONE named (prepared once per connection) SQL query per request
+// (default 8), ONE named (prepared once per connection) SQL query per request
 // that also builds the JSON text in Postgres, sent to the client as it comes
 // (no JSON.parse / JSON.stringify in Node). Authorization is a constant
 // compare with "Bearer $TOKEN" (no token table, no scopes).
@@ -25,7 +25,7 @@ if (cluster.isPrimary && workers > 1) {
 
 const fastify = require('fastify')({ logger: false });
 const { Pool } = require('pg');
-const pool = new Pool({ max: Number(process.env.POOL || 4) });
+const pool = new Pool({ max: Number(process.env.POOL || 8) });
 const AUTH = 'Bearer ' + (process.env.TOKEN || 'peer');
 
 // identities -> profile_map (the survivor) -> profiles, profile_computed and
