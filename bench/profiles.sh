@@ -276,11 +276,14 @@ lookup_run() {
   local wrk_job=$! t0 t1
   sleep 2
   cpu_labels
+  local blks0 blks1
+  blks0=$(sql -F ' ' -c "select blks_hit, blks_read from pg_stat_database where datname = 'cdp'")
   cpu_snap "$WORK/cpu_before"
   t0=$(date +%s%N)
   sleep $((DURATION > 6 ? DURATION - 4 : 1))
   cpu_snap "$WORK/cpu_after"
   t1=$(date +%s%N)
+  blks1=$(sql -F ' ' -c "select blks_hit, blks_read from pg_stat_database where datname = 'cdp'")
   wait "$wrk_job" || die "wrk failed"
   parse_wrk "$out"
   RUN_CPU=$(cpu_report "$WORK/cpu_before" "$WORK/cpu_after" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
@@ -295,6 +298,10 @@ lookup_run() {
   printf '  %-28s %7s lookups/s (200s)   p50 %6s ms   p99 %6s ms   non-2xx %s   socket errors %s   (%s answers in %s s)\n' \
     "$label" "$RUN_RPS" "$RUN_P50" "$RUN_P99" "$NON2XX" "$SOCKERR" "$REQUESTS" "$SECS"
   printf '  %-28s CPU, %% of one core: %s\n' "" "$RUN_CPU"
+  # Shared buffers: pages found there, and read from the OS (its page cache
+  # or the disk), over the same window, as pg_stat_database has them.
+  printf '  %-28s database cdp: %s\n' "" "$(awk -v a="$blks0" -v b="$blks1" 'BEGIN { split(a, x, " "); split(b, y, " ")
+    h = y[1] - x[1]; r = y[2] - x[2]; printf "%d buffer hits, %d reads (%.1f%% read) while sampled", h, r, (h + r) ? 100 * r / (h + r) : 0 }')"
   if [ "$RUN_OK" != yes ]; then
     echo "    !! FAILED: $RUN_WHY"
     [ -z "${CDP_BENCH_VERBOSE:-}" ] || sed 's/^/    | /' "$out"
