@@ -27,6 +27,12 @@ processed() { # processed MESSAGE_ID: waits until the processor has bound it
   wait_sql 20 "select count(*) from cdp.event_profiles ep join cdp.events e on e.id = ep.event_id where e.message_id = '$1'" 1 >/dev/null ||
     die "the processor did not take $1 within 20 s"
 }
+same_json() { # same_json A B: "true" when both are the same JSON, members in any order
+  node -e 'const norm = (v) => Array.isArray(v) ? v.map(norm) : v && typeof v === "object"
+      ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, norm(v[k])])) : v;
+    const [a, b] = process.argv.slice(1).map((t) => JSON.stringify(norm(JSON.parse(t))));
+    process.stdout.write(String(a === b))' "$1" "$2"
+}
 lookup() { # lookup PATH [TOKEN] [curl args...]
   local path=$1 tok=${2:-$FULL}
   shift 2 2>/dev/null || shift $#
@@ -57,8 +63,7 @@ lookup "/v1/profiles/$PID"
 check_eq "by profile number" "$STATUS $(jget "$BODY" traits.first_name)" "200 Ada"
 SQL_ANSWER=$(sql "select cdp.lookup_profile('user_id:$U')")
 lookup "/v1/profiles/user_id:$U"
-check_eq "the SQL function gives the same answer" \
-  "$(node -e 'const [a, b] = process.argv.slice(1).map(JSON.parse); const s = (o) => JSON.stringify(o, Object.keys(o).sort()); process.stdout.write(String(JSON.stringify(a) === JSON.stringify(b) || s(a) === s(b)))' "$BODY" "$SQL_ANSWER")" "true"
+check_eq "the SQL function gives the same answer" "$(same_json "$BODY" "$SQL_ANSWER")" "true"
 
 ###############################################################################
 section "parts: include, sub-resources, fields"
@@ -111,9 +116,14 @@ check_eq "after cdp.unmerge the anonymous id finds its own profile again" \
 
 ###############################################################################
 section "scopes and PII"
+send /v1/identify "{\"userId\": \"$U\", \"messageId\": \"$RUN_ID-6\", \"traits\": {\"contacts\": [{\"email\": \"b@x.test\", \"role\": \"billing\"}], \"address\": {\"city\": \"Paris\"}}}"
+processed "$RUN_ID-6"
 lookup "/v1/profiles/user_id:$U" "$NARROW"
-check_eq "profiles:read alone leaves PII traits out" "$STATUS $(jget "$BODY" traits.email traits.first_name traits.plan)" \
-  "200 <missing> <missing> team"
+check_eq "profiles:read alone leaves PII traits out, at any depth" \
+  "$STATUS $(jget "$BODY" traits.email traits.first_name traits.plan traits.address traits.contacts)" \
+  "200 <missing> <missing> team <missing> [{\"role\":\"billing\"}]"
+check_eq "as cdp.lookup_profile(pii => 'omit') does" \
+  "$(same_json "$BODY" "$(sql "select cdp.lookup_profile('user_id:$U', pii => 'omit')")")" "true"
 lookup "/v1/profiles/user_id:$U/events" "$NARROW"
 check_eq "403 for a part the token lacks, naming the scope" "$STATUS $(jget "$BODY" field error)" \
   "403 Authorization this token lacks the scope events:read"

@@ -78,6 +78,7 @@ struct Batch {  // the arrays of cdp.profile_lookups, one row per lookup asked
   std::vector<PendingRequest*> in_sql;    // those the statement answers (row k: in_sql[k])
   std::vector<PendingRequest*> direct;    // those read directly (profile_read.cpp)
   std::vector<const cdp::profiles::Lookup*> direct_lookups;
+  std::vector<bool> direct_omit_pii;
   // Counted once the group has its answers: lookups by token, unknown tokens.
   std::vector<std::pair<PendingRequest*, Token>> by_token;
   uint64_t unauthorized = 0;
@@ -88,6 +89,7 @@ struct Batch {  // the arrays of cdp.profile_lookups, one row per lookup asked
     if (reads_directly(l, t->grant.pii)) {
       direct.push_back(r);
       direct_lookups.push_back(&l);
+      direct_omit_pii.push_back(t->grant.pii == cdp::profiles::Pii::Omit);
       return;
     }
     types.push_back(l.type);
@@ -148,7 +150,7 @@ void run(const std::vector<PendingRequest*>& lookups, Batch& batch) {
     }
     batch.add(r, t);
   }
-  std::vector<DirectAnswer> read = read_directly(batch.direct_lookups);
+  std::vector<DirectAnswer> read = read_directly(batch.direct_lookups, batch.direct_omit_pii);
   for (size_t k = 0; k < read.size(); k++) {
     DirectAnswer& a = read[k];
     answer(batch.direct[k], a.status,

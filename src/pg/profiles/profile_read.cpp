@@ -5,6 +5,7 @@
 #include "pg/profiles/profile_read.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <unordered_map>
 
@@ -21,6 +22,7 @@ extern "C" {
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -38,6 +40,7 @@ struct Key {
   const char* value = nullptr;
   int64_t profile_id = 0;       // by number
   unsigned parts = 0;
+  bool omit_pii = false;        // PII members left out (else shown)
 };
 struct Read {
   int64_t profile_id = 0;       // 0: nobody
@@ -89,18 +92,58 @@ int64_t int8_column(Scan& s) {
   return null ? 0 : DatumGetInt64(d);
 }
 
-// The column's jsonb as text, appended to out (which the caller made).
-void jsonb_column(Scan& s, std::string& out) {
+// Whether a member name is one of the PII names (a plain array of C strings).
+bool is_pii(const JsonbValue& k, const char* const* pii, int n) {
+  for (int i = 0; i < n; i++)
+    if (static_cast<size_t>(k.val.string.len) == strlen(pii[i]) && memcmp(k.val.string.val, pii[i], k.val.string.len) == 0)
+      return true;
+  return false;
+}
+
+// j without its PII members, at any depth and inside arrays, as
+// cdp.pii_view(doc, 0) gives it: the tokens are pushed again but for a PII
+// member's key and everything of its value.
+Jsonb* without_pii(Jsonb* j, const char* const* pii, int n) {
+  JsonbIterator* it = JsonbIteratorInit(&j->root);
+  JsonbParseState* state = nullptr;
+  JsonbValue v, *result = nullptr;
+  int skip = 0;  // depth inside a PII member's value; 0: keep
+  bool skip_next = false;
+  for (JsonbIteratorToken t; (t = JsonbIteratorNext(&it, &v, false)) != WJB_DONE;) {
+    bool opens = t == WJB_BEGIN_OBJECT || t == WJB_BEGIN_ARRAY, closes = t == WJB_END_OBJECT || t == WJB_END_ARRAY;
+    if (skip > 0) {
+      skip += opens ? 1 : closes ? -1 : 0;
+      continue;
+    }
+    if (skip_next) {  // the value of a PII member: a scalar, or a container to skip whole
+      skip_next = false;
+      if (opens) skip = 1;
+      continue;
+    }
+    if (t == WJB_KEY && n > 0 && is_pii(v, pii, n)) {
+      skip_next = true;
+      continue;
+    }
+    result = pushJsonbValue(&state, t, t == WJB_KEY || t == WJB_VALUE || t == WJB_ELEM ? &v : nullptr);
+  }
+  return JsonbValueToJsonb(result);
+}
+
+// The column's jsonb as text (PII members left out when pii is given),
+// appended to out (which the caller made).
+void jsonb_column(Scan& s, std::string& out, const char* const* pii = nullptr, int n = -1) {
   bool null = false;
   Datum d = slot_getattr(s.slot, s.column, &null);
   if (null) return;
   Jsonb* j = DatumGetJsonbP(d);
+  if (n >= 0 && !JB_ROOT_IS_SCALAR(j)) j = without_pii(j, pii, n);
   char* text = JsonbToCString(nullptr, &j->root, VARSIZE(j));
   out.append(text);
   pfree(text);
 }
 
-void read_all(const std::vector<Key>& keys, std::vector<Read>& reads) {
+// pii: the PII names (cdp.pii_traits), n of them.
+void read_all(const std::vector<Key>& keys, std::vector<Read>& reads, const char* const* pii, int n) {
   call([&] {
     Oid ns = get_namespace_oid("cdp", false);
     Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -129,10 +172,11 @@ void read_all(const std::vector<Key>& keys, std::vector<Read>& reads) {
       key(&k[0], profiles, 1, F_INT8EQ, Int64GetDatum(pid));
       if (!first(profiles, k, 1)) continue;
       out.profile_id = pid;
-      if (in.parts & cdp::profiles::kTraits) jsonb_column(profiles, out.traits);
+      int omit = in.omit_pii ? n : -1;
+      if (in.parts & cdp::profiles::kTraits) jsonb_column(profiles, out.traits, pii, omit);
       if (in.parts & cdp::profiles::kComputed) {
         key(&k[0], computed, 1, F_INT8EQ, Int64GetDatum(pid));
-        if (first(computed, k, 1)) jsonb_column(computed, out.computed);
+        if (first(computed, k, 1)) jsonb_column(computed, out.computed, pii, omit);
       }
       if (in.parts & cdp::profiles::kSegments) {
         key(&k[0], members, 1, F_INT8EQ, Int64GetDatum(pid));
@@ -172,10 +216,26 @@ struct SegmentNames {
 }  // namespace
 
 bool reads_directly(const Lookup& l, cdp::profiles::Pii pii) {
-  return pii == cdp::profiles::Pii::Clear && l.fields.empty() && (l.parts & ~cdp::profiles::kDefaultParts) == 0;
+  return pii != cdp::profiles::Pii::Hash && l.fields.empty() && (l.parts & ~cdp::profiles::kDefaultParts) == 0;
 }
 
-std::vector<DirectAnswer> read_directly(const std::vector<const Lookup*>& lookups) {
+// The PII names as cdp.pii_traits() reads them: cdp.pii_traits split at
+// commas, spaces removed (empty names kept out).
+std::vector<std::string> pii_names() {
+  const char* setting = nullptr;
+  call([&] { setting = GetConfigOption("cdp.pii_traits", true, false); });
+  std::string text = setting ? setting : "";
+  text.erase(std::remove(text.begin(), text.end(), ' '), text.end());
+  std::vector<std::string> names;
+  for (size_t at = 0; at <= text.size();) {
+    size_t comma = std::min(text.find(',', at), text.size());
+    if (comma > at) names.push_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return names;
+}
+
+std::vector<DirectAnswer> read_directly(const std::vector<const Lookup*>& lookups, const std::vector<bool>& omit_pii) {
   std::vector<DirectAnswer> answers(lookups.size());
   if (lookups.empty()) return answers;
   processor::refresh_rules();
@@ -186,6 +246,7 @@ std::vector<DirectAnswer> read_directly(const std::vector<const Lookup*>& lookup
   for (size_t i = 0; i < lookups.size(); i++) {
     const Lookup& l = *lookups[i];
     keys[i].parts = l.parts;
+    keys[i].omit_pii = omit_pii[i];
     segments |= (l.parts & cdp::profiles::kSegments) != 0;
     if (l.type.empty()) {
       keys[i].profile_id = l.profile_id;
@@ -203,8 +264,11 @@ std::vector<DirectAnswer> read_directly(const std::vector<const Lookup*>& lookup
     keys[i].type = l.type.c_str();
     keys[i].value = values[i] ? values[i]->c_str() : nullptr;
   }
+  std::vector<std::string> pii = pii_names();
+  std::vector<const char*> pii_c;
+  for (auto& name : pii) pii_c.push_back(name.c_str());
   std::vector<Read> reads(lookups.size());
-  read_all(keys, reads);
+  read_all(keys, reads, pii_c.data(), static_cast<int>(pii_c.size()));
   SegmentNames names;
   if (segments) names.load();
   for (size_t i = 0; i < lookups.size(); i++) {

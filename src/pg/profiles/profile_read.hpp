@@ -1,5 +1,5 @@
 // The Profile API's direct read: the common lookup (traits, computed traits,
-// segment names, PII clear, no field list) answered by index scans from C,
+// segment names; PII clear or left out; no field list) answered by index scans from C,
 // with no SQL statement to plan, initialise and run per loop. Everything
 // else goes through cdp.profile_lookups, which gives the same answers
 // (test/e2e/profile_api.sh compares both).
@@ -23,7 +23,9 @@ struct DirectAnswer {
 };
 
 // Inside a transaction: one answer per lookup, in order, read with a fresh
-// snapshot (the last committed processor batch).
-std::vector<DirectAnswer> read_directly(const std::vector<const cdp::profiles::Lookup*>& lookups);
+// snapshot (the last committed processor batch); omit_pii[i]: lookup i's
+// token leaves PII members out (cdp.pii_view mode 0), else they are shown.
+std::vector<DirectAnswer> read_directly(const std::vector<const cdp::profiles::Lookup*>& lookups,
+                                        const std::vector<bool>& omit_pii);
 
 }  // namespace cdp::pg::profiles
