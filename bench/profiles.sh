@@ -94,7 +94,7 @@ cpu_labels() {
 cpu_snap() {
   local out=$1 f line comm
   for f in /proc/[0-9]*/stat; do
-    read -r line <"$f" 2>/dev/null || continue
+    { read -r line <"$f"; } 2>/dev/null || continue
     f=${f#/proc/}
     comm=${line#*\(}
     comm=${comm%\)*}
