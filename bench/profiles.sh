@@ -344,7 +344,7 @@ with_ingest() {
 CDP_SETTINGS="cdp.http_workers = $(sql -c "show cdp.http_workers"), cdp.http_threads = $(sql -c "show cdp.http_threads" 2>/dev/null || echo '?') (defaults)"
 echo
 echo "a) GET /v1/profiles/<user_id|email>:<value>, random profile per request, wrk -t1 -c$CONNS -d${DURATION}s after ${WARMUP}s of warm-up"
-echo "   cdp: $CDP_SETTINGS; peer: $PEER_WORKERS Node workers, pg Pool of $PEER_POOL each"
+echo "   cdp: $CDP_SETTINGS; peer: $PEER_WORKERS Node workers, pg Pool of $PEER_POOL each; shared_buffers = $(sql -c "show shared_buffers")"
 lookup_run "peer (Fastify + pg)" "$PEER_URL" "$PEER_TOKEN"
 PEER_RPS=$RUN_RPS PEER_P50=$RUN_P50 PEER_P99=$RUN_P99 PEER_OK=$RUN_OK PEER_WHY=$RUN_WHY
 if [ -z "$CDP_MISSING" ]; then
