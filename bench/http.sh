@@ -68,63 +68,13 @@ cleanup() {
   [ -z "$SAMPLER_PID" ] || kill "$SAMPLER_PID" 2>/dev/null || true
   # node-collector forks its workers: it runs in its own process group.
   [ -z "$NODE_PID" ] || kill -- "-$NODE_PID" 2>/dev/null || true
-  if [ "$rc" != 0 ] && [ -n "$CLUSTER" ] && [ -f "$CLUSTER/server.log" ]; then
-    echo "bench/http.sh failed; server log tail:" >&2
-    tail -20 "$CLUSTER/server.log" >&2 || true
-  fi
-  bench_cluster_down "$CLUSTER"
-  rm -rf "$WORK"
+  bench_teardown "$rc" bench/http.sh "$CLUSTER" "$WORK"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 sql() { cluster_psql "$CLUSTER" cdp -tA "$@"; }
-
-# Seconds to milliseconds for wrk's "1.23ms" / "456.00us" / "1.02s".
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.2f", v / 1000 }
-    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.2f", v }
-    else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.0f", v * 60000 }
-    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.0f", v * 1000 }
-    else printf "?" }'
-}
-
-# run_wrk OUT ARGS...: wrk, bounded in time, its output in OUT.
-run_wrk() {
-  local out=$1
-  shift
-  timeout 120 wrk "$@" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
-  [ "${CDP_BENCH_VERBOSE:-0}" = 1 ] && sed 's/^/    | /' "$out" >&2
-  return 0
-}
-
-# Reads a wrk output into RPS REQUESTS SECS P50 P99 NON2XX SOCKERR OK2XX.
-# RPS is wrk's rate of all answers, whatever their status; OK2XX is the
-# requests answered 2xx (from bench/batch.lua's counts by status when the
-# script printed them, else wrk's requests minus its non-2xx answers); SECS
-# the run's length as wrk measured it.
-parse_wrk() {
-  local out=$1
-  RPS=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
-  REQUESTS=$(awk '/ requests in / {print $1}' "$out")
-  SECS=$(awk '/ requests in / {v = $4; sub(/,$/, "", v); print v}' "$out")
-  SECS=$(awk -v ms="$(to_ms "$SECS")" 'BEGIN { printf "%.3f", ms / 1000 }')
-  P50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-  P99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-  NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-  NON2XX=${NON2XX:-0}
-  SOCKERR=$(sed -nE 's/.*Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+).*/\1 \2 \3 \4/p' "$out" |
-    awk '{print $1 + $2 + $3 + $4}')
-  SOCKERR=${SOCKERR:-0}
-  if [ -z "$RPS" ] || [ -z "$REQUESTS" ]; then die "could not read wrk's output: $(cat "$out")"; fi
-  if grep -q '^status ' "$out"; then
-    OK2XX=$(awk '/^status 2[0-9][0-9]:/ {n += $3} END {print n + 0}' "$out")
-  else
-    OK2XX=$((REQUESTS - NON2XX))
-  fi
-}
 
 # per_sec N: N / SECS (the last parse_wrk's run length), rounded.
 per_sec() { awk -v n="$1" -v s="$SECS" 'BEGIN { printf "%.0f", (s > 0) ? n / s : 0 }'; }
@@ -162,18 +112,8 @@ check_run() {
   if [ ${#why[@]} = 0 ]; then RUN_OK=yes; else RUN_OK=NO; fi
 }
 
-# ratio A B [DIGITS]: A / B.
-ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b > 0) printf "%.*f", d, a / b; else printf "-" }'; }
 # meets A OP B: "yes" or "NO".
 meets() { awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? a >= b : a <= b; print ok ? "yes" : "NO" }'; }
-
-wait_tcp() { # wait_tcp PORT SECONDS
-  local deadline=$(($(date +%s) + $2))
-  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep 0.2
-  done
-}
 
 # Until the HTTP workers answer /health (after a start or a restart).
 wait_cdp_http() {
