@@ -32,7 +32,8 @@
 # Environment: CDP_BENCH_DURATION (seconds per measured run, default 15),
 #   CDP_BENCH_WARMUP (default 5), CDP_BENCH_PEER_WORKERS (default 2),
 #   CDP_BENCH_PEER_POOL (connections per peer worker, default 8),
-#   CDP_BENCH_VERBOSE=1 (wrk's own output), CDP_BENCH_SUMMARY (bench/run).
+#   CDP_BENCH_VERBOSE=1 (wrk's own output), CDP_BENCH_SUMMARY (bench/run),
+#   CDP_BENCH_HTTP_WORKERS (cdp.http_workers for cdp; default: cdp's default, 1).
 # Needs: make install done, node, npm (the peer is installed with npm ci in
 # a temporary folder), wrk, curl.
 # shellcheck source-path=SCRIPTDIR/..
@@ -128,7 +129,10 @@ cpu_report() {
 ###############################################################################
 echo "Profile API benchmark (issue 16): $PROFILES profiles, $(nproc) cores shared by wrk, the servers and Postgres"
 log "setting up a throwaway cluster (processor on)"
-CDP_BENCH_PROCESSOR=on bench_cluster_up CLUSTER "shared_buffers = 4GB" "work_mem = 256MB" "maintenance_work_mem = 512MB"
+HTTP_SETTINGS=()
+[ -z "${CDP_BENCH_HTTP_WORKERS:-}" ] || HTTP_SETTINGS+=("cdp.http_workers = $CDP_BENCH_HTTP_WORKERS")
+CDP_BENCH_PROCESSOR=on bench_cluster_up CLUSTER "shared_buffers = 4GB" "work_mem = 256MB" "maintenance_work_mem = 512MB" \
+  "${HTTP_SETTINGS[@]}"
 HTTP_PORT=$(cat "$CLUSTER/http_port")
 CDP_URL="http://127.0.0.1:$HTTP_PORT"
 sql -c "insert into cdp.sources(name, write_key_hash, write_key_hint) values ('bench', sha256('wk'::bytea), 'wk')" >/dev/null
@@ -341,7 +345,8 @@ with_ingest() {
   [ "$ING_OK" = yes ] || echo "    !! FAILED: $ING_WHY"
 }
 
-CDP_SETTINGS="cdp.http_workers = $(sql -c "show cdp.http_workers"), cdp.http_threads = $(sql -c "show cdp.http_threads" 2>/dev/null || echo '?') (defaults)"
+CDP_SETTINGS="cdp.http_workers = $(sql -c "show cdp.http_workers"), cdp.http_threads = $(sql -c "show cdp.http_threads" 2>/dev/null || echo '?')"
+[ ${#HTTP_SETTINGS[@]} -gt 0 ] && CDP_SETTINGS+=" (CDP_BENCH_HTTP_WORKERS)" || CDP_SETTINGS+=" (defaults)"
 echo
 echo "a) GET /v1/profiles/<user_id|email>:<value>, random profile per request, wrk -t1 -c$CONNS -d${DURATION}s after ${WARMUP}s of warm-up"
 echo "   cdp: $CDP_SETTINGS; peer: $PEER_WORKERS Node workers, pg Pool of $PEER_POOL each; shared_buffers = $(sql -c "show shared_buffers")"
@@ -395,9 +400,11 @@ join_why() { local a=$1 b=$2; printf '%s' "$a${a:+${b:+, }}$b"; }
 
 echo
 echo "Profile API summary (target: >= 20,000 lookups/s, p99 < 5 ms, >= 3x the peer; same JSON as the peer: $SAME)"
-summary_row "profile API lookups, $SIZE profiles, $CONNS conns" "$CDP_RPS" "$CDP_P50" "$CDP_P99" "$CDP_OK" "$CDP_WHY" \
+WORKERS_LABEL=""
+[ -z "${CDP_BENCH_HTTP_WORKERS:-}" ] || WORKERS_LABEL=", cdp.http_workers = $CDP_BENCH_HTTP_WORKERS"
+summary_row "profile API lookups, $SIZE profiles, $CONNS conns$WORKERS_LABEL" "$CDP_RPS" "$CDP_P50" "$CDP_P99" "$CDP_OK" "$CDP_WHY" \
   "$PEER_RPS" "$PEER_P50" "$PEER_P99" "$PEER_OK" "$PEER_WHY"
-summary_row "profile API lookups, $SIZE profiles, $CONNS conns, ingesting $RATE ev/s" "$ICDP_RPS" "$ICDP_P50" "$ICDP_P99" \
+summary_row "profile API lookups, $SIZE profiles, $CONNS conns, ingesting $RATE ev/s$WORKERS_LABEL" "$ICDP_RPS" "$ICDP_P50" "$ICDP_P99" \
   "$ICDP_OK" "$ICDP_WHY" "$IPEER_RPS" "$IPEER_P50" "$IPEER_P99" "$IPEER_OK" "$IPEER_WHY"
 echo "  ingest achieved: $ICDP_ING ev/s beside cdp, $IPEER_ING ev/s beside the peer (asked $RATE)"
 echo "(bench/profiles.sh took $(($(date +%s) - START)) s)"
