@@ -53,6 +53,9 @@ lookup "/v1/profiles/user_id:$U"
 check_eq "by user_id: 200 with traits, computed traits and segment names" \
   "$STATUS $(jget "$BODY" profile_id traits.plan computed segments)" "200 $PID pro {} [\"pro_$RUN_ID\"]"
 check_eq "JSON, never cached on the way" "$(header Content-Type) $(header Cache-Control)" "application/json no-store"
+sql "select cdp.create_segment('z_pro_$RUN_ID', '{\"trait\": \"plan\", \"op\": \"=\", \"value\": \"pro\"}')" >/dev/null
+lookup "/v1/profiles/user_id:$U"
+check_eq "a segment made after a lookup is named at the next one" "$(jget "$BODY" segments)" "[\"pro_$RUN_ID\",\"z_pro_$RUN_ID\"]"
 lookup "/v1/profiles/email:%20$(echo "${EMAIL^^}" | sed 's/@/%40/')"
 check_eq "by email, normalised as ingestion does (spaces, case)" "$STATUS $(jget "$BODY" profile_id)" "200 $PID"
 lookup "/v1/profiles/phone:%2B33%206%20${RUN_ID: -8:2}%20${RUN_ID: -6:2}%20${RUN_ID: -4:2}%20${RUN_ID: -2:2}"

@@ -5,12 +5,14 @@
 #include "pg/profiles/profile_read.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <cstring>
 #include <optional>
 #include <unordered_map>
 
 #include "pg/processor/internal.hpp"  // the identity rules cache: identifiers are normalised as ingestion does
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
 
 extern "C" {
@@ -213,6 +215,26 @@ struct SegmentNames {
   }
 };
 
+// The names, read again only when a change to cdp.segments has committed:
+// the rules stamp the audience step's own cache is keyed by.
+struct NamesCache {
+  RulesStamp stamp;
+  std::unique_ptr<SegmentNames> names;
+};
+NamesCache names_cache;
+
+const SegmentNames& segment_names() {
+  RulesStamp stamp = RulesStamp::of("segments");
+  if (!names_cache.names || !(names_cache.stamp == stamp)) {
+    names_cache.names.reset();  // if loading throws, the next loop reads them again
+    auto next = std::make_unique<SegmentNames>();
+    next->load();
+    names_cache.names = std::move(next);
+    names_cache.stamp = stamp;
+  }
+  return *names_cache.names;
+}
+
 }  // namespace
 
 bool reads_directly(const Lookup& l, cdp::profiles::Pii pii) {
@@ -269,8 +291,7 @@ std::vector<DirectAnswer> read_directly(const std::vector<const Lookup*>& lookup
   for (auto& name : pii) pii_c.push_back(name.c_str());
   std::vector<Read> reads(lookups.size());
   read_all(keys, reads, pii_c.data(), static_cast<int>(pii_c.size()));
-  SegmentNames names;
-  if (segments) names.load();
+  const SegmentNames* names = segments ? &segment_names() : nullptr;
   for (size_t i = 0; i < lookups.size(); i++) {
     DirectAnswer& a = answers[i];
     if (a.status == 400) continue;
@@ -285,7 +306,7 @@ std::vector<DirectAnswer> read_directly(const std::vector<const Lookup*>& lookup
     unsigned parts = lookups[i]->parts;
     if (parts & cdp::profiles::kTraits) a.traits = r.traits.empty() ? "{}" : std::move(r.traits);
     if (parts & cdp::profiles::kComputed) a.computed = r.computed.empty() ? "{}" : std::move(r.computed);
-    if (parts & cdp::profiles::kSegments) a.segments = names.json(r.segments);
+    if (parts & cdp::profiles::kSegments) a.segments = names->json(r.segments);
   }
   return answers;
 }
