@@ -20,7 +20,7 @@ DATA_built = sql/cdp--$(EXTVERSION).sql
 
 # pg_regress suites: test/regress/sql/<name>.sql against
 # test/regress/expected/<name>.out, in this order.
-REGRESS = schema sources ingest validation dedup typed partitions identity segments computed audience_repair privacy poison profile_api
+REGRESS = schema sources ingest validation dedup typed partitions identity segments computed audience_repair privacy poison profile_api tracking_plans
 REGRESS_OPTS = --inputdir=test/regress --load-extension=cdp
 # Isolation specs (test/regress/specs/<name>.spec): concurrent sessions racing.
 ISOLATION = processor_order

@@ -10,6 +10,8 @@ CORE_SOURCES = \
 	src/core/json_util.cpp \
 	src/core/timestamp.cpp \
 	src/core/message.cpp \
+	src/core/json_schema.cpp \
+	src/core/tracking_plan.cpp \
 	src/core/payload.cpp \
 	src/core/gzip.cpp \
 	src/core/http_protocol.cpp \
@@ -33,6 +35,7 @@ PG_SOURCES = \
 	src/pg/runtime/shared.cpp \
 	src/pg/runtime/spi.cpp \
 	src/pg/runtime/worker.cpp \
+	src/pg/ingest/plans.cpp \
 	src/pg/ingest/store.cpp \
 	src/pg/ingest/ingest.cpp \
 	src/pg/ingest/http_worker.cpp \

@@ -76,45 +76,6 @@ trap 'exit 130' INT TERM
 
 sql() { cluster_psql "$CLUSTER" cdp -tA "$@"; }
 
-# per_sec N: N / SECS (the last parse_wrk's run length), rounded.
-per_sec() { awk -v n="$1" -v s="$SECS" 'BEGIN { printf "%.0f", (s > 0) ? n / s : 0 }'; }
-
-# settled_count TABLE: the table's row count once it has stopped growing (the
-# requests a finished wrk left in flight commit after it stopped), within 10 s.
-settled_count() {
-  local deadline=$(($(date +%s) + 10)) n m
-  n=$(count_rows "$1")
-  while :; do
-    sleep 0.5
-    m=$(count_rows "$1")
-    [ "$m" != "$n" ] || break
-    [ "$(date +%s)" -lt "$deadline" ] || die "$1 still growing 10 s after wrk stopped ($n, then $m rows)"
-    n=$m
-  done
-  echo "$m"
-}
-
-# check_run STORED PER_REQUEST CONNECTIONS: whether the last parsed run was
-# clean, in RUN_OK (yes or NO) and RUN_WHY. It is not when any answer was not
-# 2xx, any socket error occurred, fewer rows were stored than the 2xx answers
-# acknowledged (acknowledged events lost), or more than those plus what the
-# connections could have had in flight when wrk stopped (rows stored for
-# requests that were not acknowledged).
-check_run() {
-  local stored=$1 per=$2 conns=$3 why=()
-  [ "$NON2XX" = 0 ] || why+=("$NON2XX non-2xx answers")
-  [ "$SOCKERR" = 0 ] || why+=("$SOCKERR socket errors")
-  [ "$stored" -ge $((OK2XX * per)) ] || why+=("$stored rows stored < $((OK2XX * per)) acknowledged")
-  [ "$stored" -le $(((OK2XX + conns) * per)) ] ||
-    why+=("$stored rows stored > $((OK2XX * per)) acknowledged + $((conns * per)) in flight")
-  RUN_WHY=$(IFS=';'; echo "${why[*]:-}")
-  RUN_WHY=${RUN_WHY//;/, }
-  if [ ${#why[@]} = 0 ]; then RUN_OK=yes; else RUN_OK=NO; fi
-}
-
-# meets A OP B: "yes" or "NO".
-meets() { awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? a >= b : a <= b; print ok ? "yes" : "NO" }'; }
-
 # Until the HTTP workers answer /health (after a start or a restart).
 wait_cdp_http() {
   local deadline=$(($(date +%s) + 30))
@@ -138,8 +99,6 @@ reset_tables() {
   sleep 1  # requests of a finished wrk may still be committing
   sql -c "truncate cdp.events, cdp.message_ids, cdp.quarantine, peer_events" -c "checkpoint" >/dev/null
 }
-
-count_rows() { sql -c "select count(*) from $1"; }
 
 ###############################################################################
 echo "HTTP benchmarks (issue 3): $(nproc) cores shared by wrk, the servers and Postgres"
@@ -213,31 +172,6 @@ CDP1_RPS=$TRACK_RPS CDP1_P50=$TRACK_P50 CDP1_P99=$TRACK_P99 CDP1_OK=$TRACK_OK CD
 
 ###############################################################################
 # b) /v1/batch
-# batch_run LABEL OUT: warm-up, then the measured run; sets BATCH_ROWS (rows/s:
-# the rows both acknowledged by a 2xx and stored, the smaller of the two
-# counts) and BATCH_OK / BATCH_WHY (check_run).
-batch_run() {
-  local label=$1 out=$2 rows acked
-  CDP_BENCH_BODIES=$WORK/bodies.jsonl CDP_BENCH_TAG="w$RANDOM" \
-    run_wrk "$WORK/warmup.txt" -t1 -c"$BATCH_CONNECTIONS" -d"${WARMUP}s" -s "$ROOT/bench/batch.lua" "$TARGET_URL"
-  reset_tables
-  CDP_BENCH_BODIES=$WORK/bodies.jsonl CDP_BENCH_TAG="m$RANDOM" \
-    run_wrk "$out" -t1 -c"$BATCH_CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/batch.lua" "$TARGET_URL"
-  parse_wrk "$out"
-  rows=$(settled_count cdp.events)
-  check_run "$rows" "$BATCH" "$BATCH_CONNECTIONS"
-  acked=$((OK2XX * BATCH))
-  BATCH_ROWS=$(per_sec $((rows < acked ? rows : acked)))
-  printf '  %-34s %7s rows/s (%s req/s 2xx)   p50 %7s ms   p99 %7s ms   non-2xx %s   socket errors %s   (%s answers, %s rows stored)\n' \
-    "$label" "$BATCH_ROWS" "$(per_sec "$OK2XX")" "$P50" "$P99" "$NON2XX" "$SOCKERR" "$REQUESTS" "$rows"
-  if [ "$RUN_OK" != yes ]; then
-    grep '^status' "$out" | sed 's/^/    /'
-    echo "    !! FAILED: $RUN_WHY; server log tail:"
-    tail -5 "$CLUSTER/server.log" | sed 's/^/    /'
-  fi
-  BATCH_OK=$RUN_OK BATCH_WHY=$RUN_WHY
-}
-
 # plain_run CLIENTS WHEN: the baseline's rows/s with CLIENTS connections.
 plain_run() {
   local out="$WORK/plain$1.txt"

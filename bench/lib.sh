@@ -142,3 +142,73 @@ wait_tcp() { # wait_tcp PORT SECONDS
     sleep 0.2
   done
 }
+
+# --- runs judged by what was stored (bench/http.sh, bench/tracking_plans.sh).
+# The caller defines sql, die and reset_tables, and sets CLUSTER, WORK, BATCH,
+# BATCH_CONNECTIONS, WARMUP, DURATION and TARGET_URL.
+
+# per_sec N: N / SECS (the last parse_wrk's run length), rounded.
+per_sec() { awk -v n="$1" -v s="$SECS" 'BEGIN { printf "%.0f", (s > 0) ? n / s : 0 }'; }
+
+count_rows() { sql -c "select count(*) from $1"; }
+
+# settled_count TABLE: the table's row count once it has stopped growing (the
+# requests a finished wrk left in flight commit after it stopped), within 10 s.
+settled_count() {
+  local deadline=$(($(date +%s) + 10)) n m
+  n=$(count_rows "$1")
+  while :; do
+    sleep 0.5
+    m=$(count_rows "$1")
+    [ "$m" != "$n" ] || break
+    [ "$(date +%s)" -lt "$deadline" ] || die "$1 still growing 10 s after wrk stopped ($n, then $m rows)"
+    n=$m
+  done
+  echo "$m"
+}
+
+# check_run STORED PER_REQUEST CONNECTIONS: whether the last parsed run was
+# clean, in RUN_OK (yes or NO) and RUN_WHY. It is not when any answer was not
+# 2xx, any socket error occurred, fewer rows were stored than the 2xx answers
+# acknowledged (acknowledged events lost), or more than those plus what the
+# connections could have had in flight when wrk stopped (rows stored for
+# requests that were not acknowledged).
+check_run() {
+  local stored=$1 per=$2 conns=$3 why=()
+  [ "$NON2XX" = 0 ] || why+=("$NON2XX non-2xx answers")
+  [ "$SOCKERR" = 0 ] || why+=("$SOCKERR socket errors")
+  [ "$stored" -ge $((OK2XX * per)) ] || why+=("$stored rows stored < $((OK2XX * per)) acknowledged")
+  [ "$stored" -le $(((OK2XX + conns) * per)) ] ||
+    why+=("$stored rows stored > $((OK2XX * per)) acknowledged + $((conns * per)) in flight")
+  RUN_WHY=$(IFS=';'; echo "${why[*]:-}")
+  RUN_WHY=${RUN_WHY//;/, }
+  if [ ${#why[@]} = 0 ]; then RUN_OK=yes; else RUN_OK=NO; fi
+}
+
+# meets A OP B: "yes" or "NO".
+meets() { awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN { ok = (op == ">=") ? a >= b : a <= b; print ok ? "yes" : "NO" }'; }
+
+# batch_run LABEL OUT: warm-up, then the measured run; sets BATCH_ROWS (rows/s:
+# the rows both acknowledged by a 2xx and stored, the smaller of the two
+# counts) and BATCH_OK / BATCH_WHY (check_run).
+batch_run() {
+  local label=$1 out=$2 rows acked
+  CDP_BENCH_BODIES=$WORK/bodies.jsonl CDP_BENCH_TAG="w$RANDOM" \
+    run_wrk "$WORK/warmup.txt" -t1 -c"$BATCH_CONNECTIONS" -d"${WARMUP}s" -s "$ROOT/bench/batch.lua" "$TARGET_URL"
+  reset_tables
+  CDP_BENCH_BODIES=$WORK/bodies.jsonl CDP_BENCH_TAG="m$RANDOM" \
+    run_wrk "$out" -t1 -c"$BATCH_CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/batch.lua" "$TARGET_URL"
+  parse_wrk "$out"
+  rows=$(settled_count cdp.events)
+  check_run "$rows" "$BATCH" "$BATCH_CONNECTIONS"
+  acked=$((OK2XX * BATCH))
+  BATCH_ROWS=$(per_sec $((rows < acked ? rows : acked)))
+  printf '  %-34s %7s rows/s (%s req/s 2xx)   p50 %7s ms   p99 %7s ms   non-2xx %s   socket errors %s   (%s answers, %s rows stored)\n' \
+    "$label" "$BATCH_ROWS" "$(per_sec "$OK2XX")" "$P50" "$P99" "$NON2XX" "$SOCKERR" "$REQUESTS" "$rows"
+  if [ "$RUN_OK" != yes ]; then
+    grep '^status' "$out" | sed 's/^/    /'
+    echo "    !! FAILED: $RUN_WHY; server log tail:"
+    tail -5 "$CLUSTER/server.log" | sed 's/^/    /'
+  fi
+  BATCH_OK=$RUN_OK BATCH_WHY=$RUN_WHY
+}

@@ -99,18 +99,18 @@ select pg_catalog.pg_extension_config_dump('cdp.audit_log', '');
 select pg_catalog.pg_extension_config_dump('cdp.audit_log_id_seq', '');
 
 create table cdp.retention (
-  kind       text primary key check (kind in ('events', 'quarantine', 'outbox', 'dead_letters', 'segment_history', 'consent_history')),
+  kind       text primary key check (kind in ('events', 'quarantine', 'outbox', 'dead_letters', 'segment_history', 'consent_history', 'violations')),
   keep       interval not null check (keep >= interval '1 day'),
   updated_at timestamptz not null default now()
 );
 insert into cdp.retention (kind, keep) values
   ('events', '395 days'), ('quarantine', '30 days'), ('outbox', '7 days'), ('dead_letters', '30 days'),
-  ('segment_history', '395 days'), ('consent_history', '1825 days');
+  ('segment_history', '395 days'), ('consent_history', '1825 days'), ('violations', '30 days');
 -- A restore's dumped rows replace these (05_restore.sql).
 create trigger retention_restore before insert on cdp.retention
   for each row execute function cdp.replace_default_row('kind');
 comment on table cdp.retention is 'How long each kind of data is kept (cdp.set_retention). The processor''s maintenance applies it once a minute (cdp.run_retention).';
-comment on column cdp.retention.kind is 'events (whole daily partitions are dropped), quarantine, outbox, dead_letters, segment_history (ended memberships), consent_history.';
+comment on column cdp.retention.kind is 'events (whole daily partitions are dropped), quarantine, outbox, dead_letters, segment_history (ended memberships), consent_history, violations (of tracking plans).';
 comment on column cdp.retention.keep is 'How long to keep it (at least a day).';
 comment on column cdp.retention.updated_at is 'When it was last set.';
 select pg_catalog.pg_extension_config_dump('cdp.retention', '');
@@ -332,7 +332,7 @@ begin
   end if;
   update cdp.retention r set keep = set_retention.keep, updated_at = now() where r.kind = set_retention.kind;
 end $$;
-comment on function cdp.set_retention(text, interval) is 'Sets how long a kind of data is kept: events, quarantine, outbox, dead_letters, segment_history, consent_history.';
+comment on function cdp.set_retention(text, interval) is 'Sets how long a kind of data is kept: events, quarantine, outbox, dead_letters, segment_history, consent_history, violations.';
 
 -- Retention drops partitions, which only their owner may do: with its owner's
 -- rights, so cdp_admin can run it by hand.
@@ -386,6 +386,8 @@ begin
         elsif r.kind = 'segment_history' then
           delete from cdp.segment_membership where ctid in
             (select ctid from cdp.segment_membership where exited_at < cutoff limit batch);
+        elsif r.kind = 'violations' then
+          delete from cdp.violations where id in (select id from cdp.violations where received_at < cutoff limit batch);
         elsif r.kind = 'consent_history' then
           -- The statement that is still in force stays, however old.
           delete from cdp.consent_history h where h.id in (

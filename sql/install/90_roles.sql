@@ -115,7 +115,8 @@ grant execute on function cdp.ingest(jsonb, text), cdp.ingest_one(jsonb, text),
 
 -- Analysts: masked views and segments; no raw table, write key, secret or ledger.
 grant select on cdp.analyst_profiles, cdp.analyst_identities, cdp.analyst_events, cdp.segments, cdp.segment_sizes,
-  cdp.segment_membership, cdp.computed_traits to cdp_analyst;
+  cdp.segment_membership, cdp.computed_traits, cdp.tracking_plans, cdp.tracking_plan_versions, cdp.source_tracking_plans,
+  cdp.violations, cdp.violation_counts to cdp_analyst;
 grant execute on function cdp.mask(jsonb), cdp.pii_view(jsonb, int), cdp.pii_traits(), cdp.segment_members(text), cdp.now() to cdp_analyst;
 
 create function cdp.grant_role(role text, member text) returns void

@@ -5,6 +5,38 @@
 
 namespace cdp {
 
+namespace {
+
+template <class Slot, size_t K>
+void clear_slots(Slot (&slots)[K]) {
+  for (auto& t : slots) {
+    t.id = 0;
+    t.named = false;
+    t.name[0] = '\0';
+    for (auto& a : t.counts) a = 0;
+  }
+  std::snprintf(slots[K - 1].name, sizeof slots[K - 1].name, "%s", "(other)");  // the overflow
+  slots[K - 1].named = true;
+}
+
+// The slot of `id`: its own, a free one it takes now, or the overflow.
+template <class Slot, size_t K, class Name>
+Slot& claim_slot(Slot (&slots)[K], int64_t id, const Name& name) {
+  for (size_t k = 0; k < K - 1; k++) {
+    Slot& t = slots[k];
+    int64_t seen = t.id.load(std::memory_order_acquire);
+    if (seen == 0 && t.id.compare_exchange_strong(seen, id)) {  // this process takes the slot
+      std::snprintf(t.name, sizeof t.name, "%s", name().c_str());
+      t.named.store(true, std::memory_order_release);
+      return t;
+    }
+    if (seen == id) return t;
+  }
+  return slots[K - 1];
+}
+
+}  // namespace
+
 void HttpMetrics::reset() {
   for (auto& a : requests) a = 0;
   for (auto& a : events) a = 0;
@@ -16,36 +48,24 @@ void HttpMetrics::reset() {
   for (auto& a : deliveries) a = 0;
   for (auto& a : delivery_buckets) a = 0;
   delivery_sum_micros = delivery_count = 0;
-  for (auto& t : tokens) {
-    t.token_id = 0;
-    t.named = false;
-    t.name[0] = '\0';
-    for (auto& a : t.lookups) a = 0;
-  }
-  std::snprintf(tokens[kTokenSlots - 1].name, kTokenNameBytes + 1, "%s", "(other)");  // the overflow
-  tokens[kTokenSlots - 1].named = true;
+  clear_slots(tokens);
+  clear_slots(plan_sources);
   lookups_unauthorized = 0;
 }
 
 void HttpMetrics::count_lookup(int64_t token_id, const std::string& token_name, int http_status) {
-  TokenSlot* slot = &tokens[kTokenSlots - 1];
-  for (int k = 0; k < kTokenSlots - 1; k++) {
-    TokenSlot& t = tokens[k];
-    int64_t id = t.token_id.load(std::memory_order_acquire);
-    if (id == 0 && t.token_id.compare_exchange_strong(id, token_id)) {  // this process takes the slot
-      std::snprintf(t.name, sizeof t.name, "%s", token_name.c_str());
-      t.named.store(true, std::memory_order_release);
-      slot = &t;
-      break;
-    }
-    if (id == token_id) {
-      slot = &t;
-      break;
-    }
-  }
+  auto& slot = claim_slot(tokens, token_id, [&] { return token_name; });
   int i = 0;
   while (i < kNumLookupCodes && kLookupCodes[i] != http_status) i++;
-  slot->lookups[i].fetch_add(1, std::memory_order_relaxed);
+  slot.counts[i].fetch_add(1, std::memory_order_relaxed);
+}
+
+void HttpMetrics::count_violations(int64_t source_id, const std::function<std::string()>& source_name,
+                                   const plans::Verdict& verdict) {
+  if (verdict.violations.empty()) return;
+  auto& slot = claim_slot(plan_sources, source_id, source_name);
+  for (auto& v : verdict.violations) slot.counts[static_cast<int>(v.type)].fetch_add(1, std::memory_order_relaxed);
+  if (verdict.blocked) slot.counts[plans::kNumViolationTypes].fetch_add(1, std::memory_order_relaxed);
 }
 
 void HttpMetrics::count_deliveries(DeliveryOutcome outcome, uint64_t n) {
@@ -164,7 +184,7 @@ std::string HttpMetrics::render() const {
   for (const auto& t : tokens) {
     if (!t.named.load(std::memory_order_acquire)) continue;
     for (int i = 0; i <= kNumLookupCodes; i++) {
-      uint64_t n = t.lookups[i].load(std::memory_order_relaxed);
+      uint64_t n = t.counts[i].load(std::memory_order_relaxed);
       if (n == 0) continue;
       line(out, "cdp_profile_lookups_total{token=\"%s\",status=\"%s\"} %llu\n", t.name,
            i < kNumLookupCodes ? std::to_string(kLookupCodes[i]).c_str() : "other",
@@ -175,6 +195,20 @@ std::string HttpMetrics::render() const {
        "# HELP cdp_profile_lookups_unauthorized_total Profile API lookups with an unknown or revoked token (401).\n"
        "# TYPE cdp_profile_lookups_unauthorized_total counter\ncdp_profile_lookups_unauthorized_total %llu\n",
        static_cast<unsigned long long>(lookups_unauthorized.load()));
+  out += "# HELP cdp_tracking_plan_violations_total Tracking plan violations found in stored or blocked messages, by source and type.\n"
+         "# TYPE cdp_tracking_plan_violations_total counter\n";
+  std::string blocked;
+  for (const auto& t : plan_sources) {
+    if (!t.named.load(std::memory_order_acquire)) continue;
+    for (int i = 0; i < plans::kNumViolationTypes; i++)
+      if (uint64_t n = t.counts[i].load(std::memory_order_relaxed))
+        line(out, "cdp_tracking_plan_violations_total{source=\"%s\",type=\"%s\"} %llu\n", t.name,
+             plans::violation_type_name(static_cast<plans::ViolationType>(i)), static_cast<unsigned long long>(n));
+    if (uint64_t n = t.counts[plans::kNumViolationTypes].load(std::memory_order_relaxed))
+      line(blocked, "cdp_tracking_plan_blocked_total{source=\"%s\"} %llu\n", t.name, static_cast<unsigned long long>(n));
+  }
+  out += "# HELP cdp_tracking_plan_blocked_total Messages quarantined for breaking their source's tracking plan.\n"
+         "# TYPE cdp_tracking_plan_blocked_total counter\n" + blocked;
   histogram(out, "cdp_delivery_seconds", "Time from queueing a delivery to its acknowledgement.", kDeliveryBuckets,
             delivery_buckets, delivery_sum_micros.load() / 1e6, delivery_count.load());
   return out;

@@ -5,7 +5,10 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
+
+#include "core/tracking_plan.hpp"
 
 namespace cdp {
 
@@ -45,14 +48,24 @@ struct HttpMetrics {
   static constexpr int kNumLookupCodes = sizeof(kLookupCodes) / sizeof(kLookupCodes[0]);
   static constexpr int kTokenSlots = 64;
   static constexpr int kTokenNameBytes = 64;
-  struct TokenSlot {
-    std::atomic<int64_t> token_id;  // 0: free
-    std::atomic<bool> named;        // name is written
+  // Counters of one named thing (an access token, a source), in a slot taken
+  // on first use by whichever process gets there first.
+  template <int N>
+  struct NamedSlot {
+    std::atomic<int64_t> id;    // 0: free
+    std::atomic<bool> named;    // name is written
     char name[kTokenNameBytes + 1];
-    std::atomic<uint64_t> lookups[kNumLookupCodes + 1];  // last slot: any other code
+    std::atomic<uint64_t> counts[N];
   };
+  using TokenSlot = NamedSlot<kNumLookupCodes + 1>;  // by kLookupCodes; last: any other code
   TokenSlot tokens[kTokenSlots];
   std::atomic<uint64_t> lookups_unauthorized;
+
+  // Tracking plan violations by source and violation type (plans::ViolationType),
+  // and the messages blocked (last count); the last slot is "(other)".
+  static constexpr int kSourceSlots = 64;
+  using SourceSlot = NamedSlot<plans::kNumViolationTypes + 1>;
+  SourceSlot plan_sources[kSourceSlots];
 
   HttpMetrics() { reset(); }
   void reset();
@@ -65,6 +78,10 @@ struct HttpMetrics {
   // Queued -> acknowledged, for each delivered message.
   void observe_delivery(double seconds);
   void count_lookup(int64_t token_id, const std::string& token_name, int http_status);
+  // The violations of one message of a source (its name asked only when the
+  // source takes a slot).
+  void count_violations(int64_t source_id, const std::function<std::string()>& source_name,
+                        const plans::Verdict& verdict);
   std::string render() const;
 };
 

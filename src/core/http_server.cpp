@@ -157,6 +157,11 @@ int WriteKeys::find(std::string_view key) const {
   return it == sources.end() ? -1 : it->second;
 }
 
+std::shared_ptr<const plans::Attached> WriteKeys::plan_for(int source_id) const {
+  auto it = plans.find(source_id);
+  return it == plans.end() ? nullptr : it->second;
+}
+
 std::string key_digest(std::string_view key) {
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), md);
@@ -776,6 +781,14 @@ int HttpServer::ingest(MHD_Connection* c, PendingRequest* r, std::optional<Messa
     opts.implied_type = implied;
     opts.limits = config_.limits;
     opts.client_ip = peer_address(c, header(c, "X-Forwarded-For"));
+    // The plan of the source at arrival: checked here, in this thread, so the
+    // committer stores what passed. A body key not in the snapshot finds no
+    // plan here; the committer then refuses to store it unchecked.
+    auto keys = write_keys();
+    opts.plan_for = [&](const std::string& body_key) {
+      r->checked_source = r->keyless ? keys->find(body_key) : r->source_id;
+      return keys->plan_for(r->checked_source);
+    };
     r->payload = parse_payload(compressed ? inflated : r->raw, opts);
   } catch (const Error& e) {
     return respond(c, r, status_for(e.kind()), error_response(e.what(), e.field()));

@@ -64,8 +64,11 @@ struct HttpDynamicConfig {
 // cannot query Postgres, so that they refuse an unknown key before its body.
 struct WriteKeys {
   std::unordered_map<std::string, int> sources;  // raw 32-byte digest -> source id
+  // The tracking plan version attached to a source, as of loaded_at.
+  std::unordered_map<int, std::shared_ptr<const plans::Attached>> plans;
   std::chrono::steady_clock::time_point loaded_at{};
   int find(std::string_view key) const;  // source id, or -1 if unknown or revoked
+  std::shared_ptr<const plans::Attached> plan_for(int source_id) const;  // nullptr: none
 };
 std::string key_digest(std::string_view key);  // SHA-256, raw bytes
 
@@ -88,6 +91,7 @@ struct PendingRequest {
   Payload payload;
   std::string write_key;
   int source_id = -1;      // from the key snapshot when the request was read; -1: unknown
+  int checked_source = -1; // the source whose tracking plan (if any) the payload was checked against
   std::chrono::steady_clock::time_point arrived;  // headers in
   Micros received_at = 0;
   std::chrono::steady_clock::time_point queued_at;

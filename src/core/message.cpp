@@ -308,6 +308,13 @@ MessageOutcome validate_message(const Value& msg, const MessageContext& ctx) {
     out.event = build_event(msg, ctx, message_id);
     if (out.event->message_id = message_id; message_id.empty())
       out.event->message_id = new_message_id();
+    if (ctx.plan) {
+      out.plan = plans::apply(*ctx.plan, msg, *out.event);
+      if (out.plan.blocked) {
+        auto [field, rule] = plans::rejection_of(*ctx.plan, out.plan);
+        throw Broken{field, rule};
+      }
+    }
   } catch (const Broken& b) {
     out.event.reset();
     if (utf8_length(message_id) <= ctx.limits.max_message_id_length) out.rejection.message_id = message_id;

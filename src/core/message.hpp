@@ -9,6 +9,7 @@
 #include <rapidjson/document.h>
 
 #include "core/timestamp.hpp"
+#include "core/tracking_plan.hpp"
 
 namespace cdp {
 
@@ -49,6 +50,7 @@ struct MessageOutcome {
   std::optional<Event> event;  // set when accepted by validation
   Rejection rejection;         // set when not
   bool duplicate_in_payload = false;  // same messageId earlier in this payload
+  plans::Verdict plan;                // what the source's tracking plan found (plan_id 0: none)
   bool ok() const { return event.has_value(); }
 };
 
@@ -60,6 +62,7 @@ struct MessageContext {
   const rapidjson::Value* batch_integrations = nullptr;  // likewise
   std::optional<Micros> batch_sent_at;                   // the envelope's sentAt
   std::string client_ip;  // the sender's address: fills context.ip if absent or context.direct
+  const plans::Attached* plan = nullptr;  // the source's tracking plan, checked last
   Limits limits;
 };
 
@@ -67,7 +70,9 @@ struct MessageContext {
 enum class MessageStatus { Accepted, Duplicate, Rejected };
 const char* message_status_name(MessageStatus s);
 
-// Applies every rule to one message. `msg` is not modified.
+// Applies every rule to one message, the source's tracking plan last (a
+// message it blocks is a Rejection; one it keeps carries its violations).
+// `msg` is not modified.
 MessageOutcome validate_message(const rapidjson::Value& msg, const MessageContext& ctx);
 
 // A random (version 4) UUID for messages that arrive without a messageId.

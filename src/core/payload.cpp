@@ -63,6 +63,8 @@ Payload parse_payload(std::string_view json, const PayloadOptions& opts) {
   ctx.implied_type = opts.implied_type;
   ctx.client_ip = opts.client_ip;
   ctx.limits = lim;
+  if (opts.plan_for) out.plan = opts.plan_for(out.write_key);
+  ctx.plan = out.plan.get();
 
   auto batch = doc.FindMember("batch");
   if (batch == doc.MemberEnd()) {

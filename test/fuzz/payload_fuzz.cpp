@@ -1,7 +1,10 @@
 // libFuzzer target: any bytes as a request body. parse_payload must either
 // throw cdp::Error or return outcomes that can be stored as they are: no NUL
 // and only UTF-8 in any text, a messageId on every event, times that format
-// and parse back to the same instant. Anything else aborts.
+// and parse back to the same instant. Anything else aborts. Half the inputs
+// are checked against a tracking plan too (every kind of keyword, each option
+// picked by the last byte): its violations must be storable and bounded, and
+// a blocked message rejected.
 //
 // Build and run: docs/testing.md, "Fuzzing" (CMake option CDP_FUZZ, which
 // also instruments the core: without that libFuzzer sees no coverage inside
@@ -15,8 +18,29 @@
 #include "core/error.hpp"
 #include "core/payload.hpp"
 #include "core/timestamp.hpp"
+#include "core/tracking_plan.hpp"
 
 namespace {
+
+// A plan using most of the validator: types, enums, patterns, formats,
+// bounds, combinators, $ref, items, additionalProperties.
+constexpr const char* kPlan = R"({
+  "events": {
+    "Order Completed": {"properties": {"properties": {"type": "object", "required": ["revenue"],
+      "properties": {"revenue": {"type": "number", "minimum": 0, "multipleOf": 0.01},
+                     "currency": {"enum": ["EUR", "USD"]}, "coupon": {"type": "string", "pattern": "^[A-Z]{2}[0-9]+$"},
+                     "items": {"type": "array", "maxItems": 5, "items": {"$ref": "#/definitions/item"}}},
+      "additionalProperties": false}},
+      "definitions": {"item": {"type": "object", "required": ["sku"],
+        "properties": {"sku": {"type": "string", "minLength": 3}, "price": {"oneOf": [{"type": "integer"}, {"type": "null"}]}}}}},
+    "e": {"properties": {"properties": {"not": {"required": ["secret"]}, "propertyNames": {"maxLength": 8}}}}
+  },
+  "identify": {"properties": {"traits": {"properties": {"email": {"type": "string", "format": "email"},
+                                                          "age": {"type": "integer", "exclusiveMaximum": 150}},
+                                          "patternProperties": {"^x_": {"type": "boolean"}}}}},
+  "common": {"properties": {"context": {"properties": {"page": {"properties": {"url": {"format": "uri"}}}}},
+                            "timestamp": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}}}
+})";
 
 [[noreturn]] void fail(const char* what, std::string_view text) {
   std::fprintf(stderr, "invariant broken: %s: [%.*s]\n", what, static_cast<int>(text.size()),
@@ -78,6 +102,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
 
+  static const auto plan = cdp::plans::Plan::compile(std::string_view(kPlan));
+  std::shared_ptr<cdp::plans::Attached> attached;
+  if (size > 0 && (data[size - 1] & 0x40)) {
+    unsigned sel = data[0];
+    attached = std::make_shared<cdp::plans::Attached>();
+    attached->plan_id = 1, attached->version = 1, attached->name = "fuzz", attached->plan = plan;
+    attached->options = {(sel & 1) != 0, (sel & 2) != 0, (sel & 4) != 0, (sel & 8) != 0};
+    opts.plan_for = [&](const std::string&) { return attached; };
+  }
+
   cdp::Payload p;
   try {
     p = cdp::parse_payload(body, opts);
@@ -90,6 +124,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (p.messages.size() > opts.limits.max_batch_messages) fail("batch limit", body);
   storable("writeKey", p.write_key);
   for (auto& m : p.messages) {
+    if (m.plan.violations.size() > cdp::plans::kMaxViolations) fail("too many violations", body);
+    if (m.plan.blocked && m.ok()) fail("blocked message accepted", body);
+    for (auto& v : m.plan.violations) {
+      storable("violation path", v.path);
+      storable("violation rule", v.rule);
+      storable("violation message", v.message);
+      storable("violation value type", v.value_type);
+    }
     if (!m.ok()) {
       const cdp::Rejection& r = m.rejection;
       if (r.field.empty() || r.rule.empty()) fail("rejection without field or rule", r.raw);

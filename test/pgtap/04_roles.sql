@@ -126,15 +126,16 @@ select throws_ok($$set cdp.test_clock = '2020-01-01T00:00:00Z'$$, '42501', null,
 reset role;
 
 -------------------------------------------------------------------------------
--- cdp_analyst: masked views and segments only.
+-- cdp_analyst: masked views, segments and tracking plans only.
 -------------------------------------------------------------------------------
 select set_eq(
   $$select c.relname::text from pg_class c where c.relnamespace = 'cdp'::regnamespace
      and (has_table_privilege('cdp_analyst', c.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER')
           or has_any_column_privilege('cdp_analyst', c.oid, 'SELECT,INSERT,UPDATE,REFERENCES'))$$,
   array['analyst_profiles', 'analyst_identities', 'analyst_events', 'segments', 'segment_sizes',
-        'segment_membership', 'computed_traits'],
-  'cdp_analyst has privileges on the analyst views, segments and computed traits only');
+        'segment_membership', 'computed_traits', 'tracking_plans', 'tracking_plan_versions', 'source_tracking_plans',
+        'violations', 'violation_counts'],
+  'cdp_analyst has privileges on the analyst views, segments, computed traits and tracking plans only (violations hold no values)');
 select is_empty(
   $$select c.relname from pg_class c where c.relnamespace = 'cdp'::regnamespace
      and has_table_privilege('cdp_analyst', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER')$$,

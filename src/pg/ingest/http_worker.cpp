@@ -13,6 +13,7 @@
 #include "core/http_protocol.hpp"
 #include "core/http_server.hpp"
 #include "core/sdk_settings.hpp"
+#include "pg/ingest/plans.hpp"
 #include "pg/ingest/store.hpp"
 #include "pg/profiles/profile_api.hpp"
 #include "pg/runtime/guard.hpp"
@@ -126,6 +127,7 @@ void load_keys() {
   sql::Rows rows =
       sql::select("select id, write_key_hash from cdp.sources where revoked_at is null and write_key_hash is not null");
   for (size_t r = 0; r < rows.size(); r++) next->sources.emplace(rows.str(r, 1), rows.int4(r, 0));
+  next->plans = attached_plans();
   keys = next;
   server->set_write_keys(keys);
 }
@@ -177,6 +179,10 @@ bool write_group(const std::vector<PendingRequest*>& group, std::string& failure
       int source = source_of(r, reloaded);
       if (source < 0) {
         answer(r, 401, error_response("is unknown or revoked", "writeKey"));
+        continue;
+      }
+      if (source != r->checked_source && keys->plan_for(source)) {  // a body key newer than the snapshot
+        answer(r, 503, error_response("the source's tracking plan is not loaded yet, retry"), "1");
         continue;
       }
       authorized.push_back(r);

@@ -1,6 +1,7 @@
 // cdp.ingest(payload jsonb, write_key text): SQL ingestion through the same
 // validation core as the HTTP worker.
 #include "core/payload.hpp"
+#include "pg/ingest/plans.hpp"
 #include "pg/ingest/store.hpp"
 #include "pg/runtime/guard.hpp"
 #include "pg/runtime/spi.hpp"
@@ -45,11 +46,15 @@ Datum ingest(FunctionCallInfo fcinfo) {
   });
   PayloadOptions opts;
   opts.received_at = from_pg(received);
-  Payload payload = parse_payload(json, opts);
-  std::string write_key = key && *key ? key : payload.write_key;
-
+  Payload payload;
   std::vector<MessageStatus> status = spi::connected([&] {
-    int source = source_for_key(write_key);
+    // The source (and so its tracking plan) is known once the body's writeKey is.
+    int source = -1;
+    opts.plan_for = [&](const std::string& body_key) {
+      source = source_for_key(key && *key ? key : body_key);
+      return attached_plan(source);
+    };
+    payload = parse_payload(json, opts);
     if (payload.accepted() > 0) ensure_partition_for(received);
     std::vector<Incoming> in;
     in.reserve(payload.messages.size());

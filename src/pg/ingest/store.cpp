@@ -3,8 +3,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 
+#include "core/http_metrics.hpp"
 #include "pg/runtime/guard.hpp"
 #include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
@@ -48,6 +50,13 @@ select i.received_at, i.source_id, i.message_id, i.type, i.event, i.name, i.cate
 constexpr const char* kQuarantine = R"SQL(
 insert into cdp.quarantine (source_id, received_at, message_id, field, reason, raw)
 select * from unnest($1::int4[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])
+)SQL";
+
+constexpr const char* kViolations = R"SQL(
+insert into cdp.violations (received_at, source_id, message_id, message_type, event, plan_id, plan_version,
+                            type, path, rule, value_type, message, blocked)
+select * from unnest($1::timestamptz[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[],
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[])
 )SQL";
 
 // The days the partitions of cdp.events are known to cover. Partitions made
@@ -162,6 +171,61 @@ void quarantine(const Batch& rows) {
            SPI_OK_INSERT);
 }
 
+// What the tracking plans found in the messages stored (kept) and in those
+// they blocked, a row per violation. Duplicates and other rejections: none.
+struct ViolationRows {
+  std::vector<Micros> received;
+  std::vector<int> source, plan, version;
+  std::vector<std::string> message_id, type_of_message, event, type, path, rule, value_type, message;
+  std::vector<bool> blocked;
+
+  std::vector<const Incoming*> messages;
+
+  void add(const Incoming& in, MessageStatus status) {
+    const MessageOutcome& m = *in.outcome;
+    if (m.plan.violations.empty() || status == MessageStatus::Duplicate) return;
+    if (!m.ok() && !m.plan.blocked) return;
+    messages.push_back(&in);
+    for (const plans::Violation& v : m.plan.violations) {
+      received.push_back(in.received_at);
+      source.push_back(in.source_id);
+      plan.push_back(static_cast<int>(m.plan.plan_id));
+      version.push_back(m.plan.version);
+      message_id.push_back(m.ok() ? m.event->message_id : m.rejection.message_id);
+      type_of_message.push_back(m.plan.message_type);
+      event.push_back(m.plan.event);
+      type.push_back(plans::violation_type_name(v.type));
+      path.push_back(v.path);
+      rule.push_back(v.rule);
+      value_type.push_back(v.value_type);
+      message.push_back(v.message);
+      blocked.push_back(m.plan.blocked);
+    }
+  }
+
+  void store() const {
+    if (received.empty()) return;
+    sql::run(kViolations,
+             {sql::timestamptzs(received), sql::int4s(source), sql::texts(message_id, true), sql::texts(type_of_message),
+              sql::texts(event, true), sql::int4s(plan), sql::int4s(version), sql::texts(type), sql::texts(path),
+              sql::texts(rule), sql::texts(value_type, true), sql::texts(message), sql::bools(blocked)},
+             SPI_OK_INSERT);
+    count();
+  }
+
+  // Into /metrics (cdp_tracking_plan_violations_total), once stored.
+  void count() const {
+    HttpMetrics* metrics = nullptr;
+    call([&] { metrics = shared_metrics(); });
+    if (!metrics) return;
+    sql::Rows names = sql::select("select id, name from cdp.sources where id = any($1)", {sql::int4s(source)});
+    std::unordered_map<int, std::string> name_of;
+    for (size_t r = 0; r < names.size(); r++) name_of.emplace(names.int4(r, 0), names.str(r, 1));
+    for (const Incoming* in : messages)
+      metrics->count_violations(in->source_id, [&] { return name_of[in->source_id]; }, in->outcome->plan);
+  }
+};
+
 }  // namespace
 
 std::vector<MessageStatus> store_messages(const std::vector<Incoming>& in) {
@@ -196,6 +260,9 @@ std::vector<MessageStatus> store_messages(const std::vector<Incoming>& in) {
     }
   }
   if (!rejected.empty()) quarantine(rejected);
+  ViolationRows violations;
+  for (size_t i = 0; i < in.size(); i++) violations.add(in[i], status[i]);
+  violations.store();
   return status;
 }
 
