@@ -7,7 +7,7 @@ DEB_PACKAGES=(
   build-essential cmake pkg-config git curl ca-certificates
   postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
   libpq-dev rapidjson-dev libcurl4-openssl-dev zlib1g-dev libmicrohttpd-dev libssl-dev libre2-dev
-  libgtest-dev libgmock-dev libbenchmark-dev wrk
+  libgtest-dev libgmock-dev libbenchmark-dev wrk json-schema-test-suite
   clang
   chromium
 )

@@ -55,6 +55,9 @@ select cdp.set_retention('quarantine', '45 days');
 -- A second email for bob is refused by the limit of one: a refusal on record.
 select * from cdp.ingest('{"type": "identify", "userId": "bob", "traits": {"email": "bob2@example.com"}, "messageId": "m10"}');
 select cdp.set_consent('user_id', 'bob', '{"analytics": true}');
+-- A tracking plan on the SQL source: m8 lacks the revenue it requires, a violation on record.
+select cdp.create_tracking_plan('shop', '{"events": {"Order Completed": {"properties": {"revenue": {"type": "number"}}, "required": ["revenue"]}}}');
+select cdp.attach_tracking_plan('sql', 'shop');
 set cdp.test_clock = '2026-12-01T10:00:00Z';
 select * from cdp.ingest('{"type": "track", "userId": "ada", "event": "Order Completed", "messageId": "m8"}');
 select cdp.process_pending();
