@@ -881,7 +881,14 @@ const Node* follow(const Node* n) {
 
 bool Schema::validate(const Value& instance, std::vector<Violation>* out, size_t max_violations) const {
   Run run{out, max_violations, {}};
-  if (out) run.path.steps.reserve(16);
+  // The path's steps: one buffer per thread, kept between messages.
+  thread_local std::vector<std::pair<std::string_view, int>> steps;
+  steps.clear();
+  std::swap(run.path.steps, steps);
+  struct GiveBack {
+    Run& run;
+    ~GiveBack() { std::swap(run.path.steps, steps); }
+  } give_back{run};
   if (out && out->size() >= max_violations) return quietly(*impl_->root, instance, run);
   return check(*impl_->root, instance, run);
 }

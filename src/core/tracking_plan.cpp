@@ -72,13 +72,21 @@ void add(Verdict& v, Violation x) {
   if (v.violations.size() < kMaxViolations) v.violations.push_back(std::move(x));
 }
 
-void add_schema_violations(Verdict& v, const schema::Schema& s, const Value& msg, const std::string& rule_prefix,
+// Where a schema sits in the plan, as a JSON Pointer: "#/events/<name>",
+// "#/identify". Made only when a violation needs it.
+struct Where {
+  const char* part;       // "#/events/", "#/identify", ...
+  std::string_view name;  // the event's, for "#/events/"
+  std::string text() const { return part + pointer_token(name); }
+};
+
+void add_schema_violations(Verdict& v, const schema::Schema& s, const Value& msg, const Where& where,
                            const std::unordered_set<std::string>& omitted) {
   std::vector<schema::Violation> found;
   if (s.validate(msg, &found, kMaxViolations)) return;
   for (auto& f : found) {
     if (f.keyword == "additionalProperties" && omitted.count(f.instance_path)) continue;  // already said
-    std::string rule = rule_prefix;
+    std::string rule = where.text();
     rule += f.schema_path.size() > 1 ? f.schema_path.substr(1) : "";  // "#/properties/x" -> ".../properties/x"
     add(v, {type_of(f.keyword), f.instance_path, std::move(rule), f.message, f.value_type});
   }
@@ -121,13 +129,14 @@ std::string with_violations(const std::string& context, const Verdict& v) {
 
 // The message as the plan sees it: an identify whose traits arrived only in
 // context.traits (RudderStack's SDKs) is checked with them as "traits".
-const Value& plan_view(const Value& msg, const Event& e, rapidjson::Document& copy) {
+const Value& plan_view(const Value& msg, const Event& e, std::unique_ptr<rapidjson::Document>& copy) {
   if (e.type != MessageType::Identify || e.traits.empty() || msg.HasMember("traits")) return msg;
-  copy.CopyFrom(msg, copy.GetAllocator());
-  rapidjson::Document traits(&copy.GetAllocator());
+  copy = std::make_unique<rapidjson::Document>();
+  copy->CopyFrom(msg, copy->GetAllocator());
+  rapidjson::Document traits(&copy->GetAllocator());
   parse_json(traits, e.traits, Numbers::Exact);
-  copy.AddMember("traits", Value(traits, copy.GetAllocator()), copy.GetAllocator());
-  return copy;
+  copy->AddMember("traits", Value(traits, copy->GetAllocator()), copy->GetAllocator());
+  return *copy;
 }
 
 }  // namespace
@@ -179,22 +188,22 @@ Verdict apply(const Attached& a, const Value& msg, Event& e) {
   v.event = e.event;
   const Plan& p = *a.plan;
   const schema::Schema* s = nullptr;
-  std::string prefix;
+  Where where{"", {}};
   bool unplanned_event = false;
   if (e.type == MessageType::Track) {
     s = p.event(e.event);
-    prefix = "#/events/" + pointer_token(e.event);
+    where = {"#/events/", e.event};
     if (!s) {
       unplanned_event = true;
       add(v, {ViolationType::UnplannedEvent, "event", "#/events", "\"" + e.event + "\" is not in the tracking plan", "string"});
     }
   } else if (e.type == MessageType::Identify) {
-    s = p.identify(), prefix = "#/identify";
+    s = p.identify(), where = {"#/identify", {}};
   } else if (e.type == MessageType::Group) {
-    s = p.group(), prefix = "#/group";
+    s = p.group(), where = {"#/group", {}};
   }
 
-  rapidjson::Document copy;
+  std::unique_ptr<rapidjson::Document> copy;  // made only when the view differs from msg
   const Value& seen = plan_view(msg, e, copy);
   std::unordered_set<std::string> omitted, omitted_keys;
   const char* member = planned_member(e.type);
@@ -205,14 +214,14 @@ Verdict apply(const Attached& a, const Value& msg, Event& e) {
         std::string key(m.name.GetString(), m.name.GetStringLength());
         if (s->declares(member, key)) continue;
         std::string path = path_key(member, key);
-        add(v, {ViolationType::AdditionalProperties, path, prefix + "/properties/" + member,
+        add(v, {ViolationType::AdditionalProperties, path, where.text() + "/properties/" + member,
                 "is not in the tracking plan: omitted", json_type(m.value), true});
         omitted.insert(path);
         omitted_keys.insert(std::move(key));
       }
   }
-  if (s) add_schema_violations(v, *s, seen, prefix, omitted);
-  if (const schema::Schema* c = p.common()) add_schema_violations(v, *c, seen, "#/common", omitted);
+  if (s) add_schema_violations(v, *s, seen, where, omitted);
+  if (const schema::Schema* c = p.common()) add_schema_violations(v, *c, seen, {"#/common", {}}, omitted);
 
   bool broken = false;
   for (auto& x : v.violations) broken |= !x.omitted && x.type != ViolationType::UnplannedEvent;

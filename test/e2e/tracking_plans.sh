@@ -95,6 +95,32 @@ check_eq "cdp.violation_counts per event and type" \
   "2/1"
 
 ###############################################################################
+section "a plan proposed from generated traffic accepts that traffic"
+GEN="plans_gen_$RUN_ID"
+GENKEY=$(sql "select cdp.create_source('$GEN')")
+send_generated() { # send_generated SEED COUNT: the event generator's /v1/batch bodies; prints the rejected total
+  local rejected=0 body
+  while IFS= read -r body; do
+    http POST /v1/batch -u "$GENKEY:" -H 'Content-Type: application/json' --data-binary "$body"
+    [ "$STATUS" = 200 ] || die "POST /v1/batch of generated events answered $STATUS: $BODY"
+    rejected=$((rejected + $(jget "$BODY" rejected)))
+  done < <("$ROOT/build/cdp-eventgen" --seed "$1" --count "$2" --batch 100)
+  echo "$rejected"
+}
+check_eq "3,000 generated events sent without a plan" "$(send_generated 101 3000)" "0"
+sql "select cdp.create_tracking_plan('gen_$RUN_ID', cdp.propose_tracking_plan('$GEN', 1))" >/dev/null || die "the proposal was refused"
+check_eq "the proposal plans the generator's six events" \
+  "$(sql "select count(*) from cdp.tracking_plan_versions v join cdp.tracking_plans p on p.id = v.plan_id, jsonb_object_keys(v.plan->'events') where p.name = 'gen_$RUN_ID'")" "6"
+sql "select cdp.attach_tracking_plan('$GEN', 'gen_$RUN_ID', '{\"unplanned_events\": \"block\", \"violations\": \"block\"}')" >/dev/null
+sleep 1.2
+check_eq "attached with everything blocked, 1,000 other generated events all pass" "$(send_generated 202 1000)" "0"
+post_gen() { http POST /v1/track -u "$GENKEY:" -H 'Content-Type: application/json' -d "$1"; }
+post_gen "{\"userId\": \"u\", \"event\": \"Product Viewed\", \"messageId\": \"$RUN_ID-gen-bad\", \"properties\": {\"product_id\": 7, \"name\": \"x\", \"price\": 1, \"currency\": \"EUR\", \"quantity\": 1}}"
+check_match "and a product_id sent as a number is blocked" "$(jget "$BODY" rejected messages.0.error)" \
+  "^1 properties.product_id: must be string \(Datatype-Mismatch"
+sql "select cdp.detach_tracking_plan('$GEN')" >/dev/null
+
+###############################################################################
 section "SQL gives the same verdicts"
 sql "select cdp.attach_tracking_plan('$SRC', '$PLAN', '{\"unplanned_events\": \"block\"}')" >/dev/null
 check_eq "cdp.ingest with the source's key blocks the same unplanned event" \
