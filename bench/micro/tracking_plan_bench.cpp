@@ -1,6 +1,6 @@
 // Microbenchmarks of tracking plans: what checking one message against a
 // plan adds to validating it (bench/micro/payload_bench.cpp's track call,
-// a 20-event plan). Run: build/cdp_microbench --benchmark_filter=Plan
+// a 20-event plan). Run: build/cdp_microbench --benchmark_filter=Validate
 #include <string>
 
 #include <benchmark/benchmark.h>

@@ -84,9 +84,10 @@ void add_schema_violations(Verdict& v, const schema::Schema& s, const Value& msg
                            const std::unordered_set<std::string>& omitted) {
   std::vector<schema::Violation> found;
   if (s.validate(msg, &found, kMaxViolations)) return;
+  const std::string base = where.text();
   for (auto& f : found) {
     if (f.keyword == "additionalProperties" && omitted.count(f.instance_path)) continue;  // already said
-    std::string rule = where.text();
+    std::string rule = base;
     rule += f.schema_path.size() > 1 ? f.schema_path.substr(1) : "";  // "#/properties/x" -> ".../properties/x"
     add(v, {type_of(f.keyword), f.instance_path, std::move(rule), f.message, f.value_type});
   }
