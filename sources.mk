@@ -24,6 +24,7 @@ CORE_SOURCES = \
 	src/core/batch_writes.cpp \
 	src/core/segments.cpp \
 	src/core/computed.cpp \
+	src/core/computed_state.cpp \
 	src/core/audience.cpp \
 	src/core/delivery.cpp \
 	src/core/delivery_round.cpp
@@ -32,6 +33,7 @@ CORE_SOURCES = \
 PG_SOURCES = \
 	src/pg/module.cpp \
 	src/pg/runtime/guard.cpp \
+	src/pg/runtime/index_scan.cpp \
 	src/pg/runtime/shared.cpp \
 	src/pg/runtime/spi.cpp \
 	src/pg/runtime/worker.cpp \
@@ -45,6 +47,7 @@ PG_SOURCES = \
 	src/pg/processor/batch.cpp \
 	src/pg/processor/identity.cpp \
 	src/pg/processor/worker.cpp \
+	src/pg/audience/profile_scan.cpp \
 	src/pg/audience/audience.cpp \
 	src/pg/delivery/queue.cpp \
 	src/pg/delivery/destinations.cpp \

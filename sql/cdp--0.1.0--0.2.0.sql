@@ -932,3 +932,11 @@ grant select, insert, update, delete, truncate on cdp.tracking_plans, cdp.tracki
 grant all on sequence cdp.tracking_plans_id_seq, cdp.violations_id_seq to cdp_admin;
 grant select on cdp.tracking_plans, cdp.tracking_plan_versions, cdp.source_tracking_plans, cdp.violations,
   cdp.violation_counts to cdp_analyst;
+
+-- The audience engine reads aggregate state in place: a compact binary form
+-- instead of JSON text. Existing JSON state keeps its bytes (the engine
+-- still reads it, and rewrites it in the binary form the next time the profile is evaluated).
+alter table cdp.profile_computed alter column state drop default,
+  alter column state type bytea using convert_to(state, 'UTF8'),
+  alter column state set default '';
+comment on column cdp.profile_computed.state is 'Aggregate state by definition (buckets of window/100) in cdp''s binary form, read in place by evaluation; internal, rebuilt by cdp.recompute_traits. State of 0.1.0 (JSON text) is still read and rewritten in this form.';

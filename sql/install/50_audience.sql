@@ -68,7 +68,7 @@ select pg_catalog.pg_extension_config_dump('cdp.outbox_id_seq', '');
 create table cdp.profile_computed (
   profile_id  bigint primary key,
   computed    jsonb not null default '{}',
-  state       text not null default '{}',  -- text: written and read by cdp alone, so no jsonb round trip
+  state       bytea not null default '',  -- binary, written and read by cdp alone (src/core/computed_state.hpp)
   next_expiry timestamptz,
   updated_at  timestamptz not null default now()
 );
@@ -76,7 +76,7 @@ create index profile_computed_expiry_idx on cdp.profile_computed (next_expiry) w
 comment on table cdp.profile_computed is 'Per profile: computed trait values and the time-bucketed state they (and segment event conditions) are kept in.';
 comment on column cdp.profile_computed.profile_id is 'The profile.';
 comment on column cdp.profile_computed.computed is 'Computed trait values: {"orders_30d": 3, ...}.';
-comment on column cdp.profile_computed.state is 'Aggregate state by definition (buckets of window/100), as JSON text; internal, rebuilt by cdp.recompute_traits.';
+comment on column cdp.profile_computed.state is 'Aggregate state by definition (buckets of window/100) in cdp''s binary form, read in place by evaluation; internal, rebuilt by cdp.recompute_traits. State of 0.1.0 (JSON text) is still read and rewritten in this form.';
 comment on column cdp.profile_computed.next_expiry is 'When a window next drops a bucket: the sweep re-evaluates the profile then, without reading events.';
 comment on column cdp.profile_computed.updated_at is 'Last change.';
 select pg_catalog.pg_extension_config_dump('cdp.profile_computed', '');

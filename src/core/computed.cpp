@@ -344,6 +344,15 @@ int64_t count(const Definition& d, const State& s, Micros now) {
   return n;
 }
 
+// 15 significant digits: a sum of decimals can differ in the 17th digit
+// with the order it was added in (0.1 + 0.2 + 0.3), and the value must not.
+std::string number_text(double x) {
+  if (x == std::trunc(x) && std::fabs(x) < 9.0e15) return std::to_string(static_cast<int64_t>(x));
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.15g", x);
+  return buf;
+}
+
 std::string value(const Definition& d, const State& s, Micros now) {
   Bucket total;
   total.start = 0;
@@ -351,14 +360,7 @@ std::string value(const Definition& d, const State& s, Micros now) {
   if (d.kind == Kind::Max) total.number = -INFINITY;
   for (const Bucket& b : s.buckets)
     if (d.live(b.start, now)) combine(d, total, b);
-  // 15 significant digits: a sum of decimals can differ in the 17th digit
-  // with the order it was added in (0.1 + 0.2 + 0.3), and the value must not.
-  auto number = [](double x) -> std::string {
-    if (x == std::trunc(x) && std::fabs(x) < 9.0e15) return std::to_string(static_cast<int64_t>(x));
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.15g", x);
-    return buf;
-  };
+  auto number = [](double x) { return number_text(x); };
   switch (d.kind) {
     case Kind::Count:
       return std::to_string(total.count);

@@ -117,6 +117,9 @@ std::optional<Micros> next_expiry(const Definition& d, const State& s);
 int64_t count(const Definition& d, const State& s, Micros now);
 // The value at `now`, as compact JSON.
 std::string value(const Definition& d, const State& s, Micros now);
+// A numeric value as value() prints it: an integer when it is one (below
+// 9e15), else 15 significant digits.
+std::string number_text(double x);
 
 // State as compact JSON, and back (throws MalformedJson / InvalidInput on a
 // state this version did not write).

@@ -284,7 +284,7 @@ TEST(AudienceEvaluate, TwoOrdersWithinThirtyDaysEntersAndExits) {
   o = evaluate(a, p, second + d.window);
   EXPECT_FALSE(o.members[0]);
   EXPECT_EQ(o.next_expiry, std::nullopt);
-  EXPECT_EQ(a.write(p), "{}") << "evaluate expired every bucket";
+  EXPECT_EQ(a.write_json(p), "{}") << "evaluate expired every bucket";
 }
 
 TEST(AudienceEvaluate, NextExpiryIsTheEarliestOverAggregates) {
@@ -423,7 +423,7 @@ TEST(AudienceEvaluate, MergedProfilesEqualOneProfile) {
     fold(a, all, e);
   }
   a.merge(x, y);
-  EXPECT_EQ(a.write(x), a.write(all));
+  EXPECT_EQ(a.write_json(x), a.write_json(all));
   EXPECT_EQ(evaluate(a, x, kT0 + kDay).computed, evaluate(a, all, kT0 + kDay).computed);
   EXPECT_TRUE(evaluate(a, x, kT0 + kDay).members[0]);
 }
@@ -442,8 +442,8 @@ Audience stored_audience() {
 
 TEST(AudienceState, FreshStateWritesAsEmptyObject) {
   Audience a = stored_audience();
-  EXPECT_EQ(a.write(a.fresh()), "{}");
-  EXPECT_EQ(a.write(a.read("")), "{}");
+  EXPECT_EQ(a.write_json(a.fresh()), "{}");
+  EXPECT_EQ(a.write_json(a.read("")), "{}");
   EXPECT_EQ(a.read("").states.size(), a.aggregates().size());
 }
 
@@ -451,14 +451,14 @@ TEST(AudienceState, ReadWriteRoundTrip) {
   Audience a = stored_audience();
   Audience::ProfileState p = a.fresh();
   for (int i = 0; i < 5; i++) fold(a, p, order(i + 1, kT0 + i * kDay, 30 * i, i % 2 ? "x" : "y"));
-  std::string written = a.write(p);
+  std::string written = a.write_json(p);
   rapidjson::Document doc = json(written);
   ASSERT_TRUE(doc.IsObject());
   EXPECT_EQ(doc.MemberCount(), a.aggregates().size()) << "one member per aggregate with a state";
   for (const Aggregate& agg : a.aggregates()) EXPECT_TRUE(doc.HasMember(agg.key.c_str())) << agg.key;
 
   Audience::ProfileState back = a.read(written);
-  EXPECT_EQ(a.write(back), written);
+  EXPECT_EQ(a.write_json(back), written);
   Audience::Outcome o1 = evaluate(a, p, kT0 + 5 * kDay), o2 = evaluate(a, back, kT0 + 5 * kDay);
   EXPECT_EQ(o1.computed, o2.computed);
   EXPECT_EQ(o1.members, o2.members);
@@ -469,7 +469,7 @@ TEST(AudienceState, EmptyStatesAreLeftOut) {
   Audience a = stored_audience();
   Audience::ProfileState p = a.fresh();
   fold(a, p, ev(1, kT0, R"({"revenue":5})", "Viewed"));  // only ltv takes it
-  rapidjson::Document doc = json(a.write(p));
+  rapidjson::Document doc = json(a.write_json(p));
   ASSERT_EQ(doc.MemberCount(), 1u);
   EXPECT_TRUE(doc.HasMember(a.aggregates()[1].key.c_str()));
   ASSERT_EQ(a.aggregates()[1].computed, "ltv");
@@ -479,9 +479,9 @@ TEST(AudienceState, ReadIgnoresUnknownKeys) {
   Audience a = stored_audience();
   Audience::ProfileState p = a.fresh();
   fold(a, p, order(1, kT0, 60, "x"));
-  std::string written = a.write(p);
+  std::string written = a.write_json(p);
   std::string with_extra = R"({"a0123456789abcdef":[[0,1]],"dropped":"anything",)" + written.substr(1);
-  EXPECT_EQ(a.write(a.read(with_extra)), written);
+  EXPECT_EQ(a.write_json(a.read(with_extra)), written);
 }
 
 TEST(AudienceState, StateOfAnotherAudienceKeepsOnlyWhatIsShared) {
@@ -490,7 +490,7 @@ TEST(AudienceState, StateOfAnotherAudienceKeepsOnlyWhatIsShared) {
                       trait("n", R"({"kind":"count"})")});
   Audience::ProfileState p = before.fresh();
   fold(before, p, order(1, kT0, 60));
-  Audience::ProfileState q = after.read(before.write(p));
+  Audience::ProfileState q = after.read(before.write_json(p));
   EXPECT_EQ(evaluate(after, q, kT0).computed, R"({"ltv":60,"n":0})") << "the counter is dropped, n is new";
 }
 
@@ -500,7 +500,7 @@ TEST(AudienceState, TwoTraitsWithOneDefinition) {
   Audience::ProfileState p = a.fresh();
   fold(a, p, order(1, kT0, 60));
   EXPECT_EQ(evaluate(a, p, kT0).computed, R"({"a":60,"b":60})");
-  Audience::ProfileState back = a.read(a.write(p));
+  Audience::ProfileState back = a.read(a.write_json(p));
   EXPECT_EQ(evaluate(a, back, kT0).computed, R"({"a":60,"b":60})");
 }
 

@@ -17,6 +17,7 @@
 
 #include "core/audience.hpp"
 #include "core/json_util.hpp"
+#include "pg/audience/profile_scan.hpp"
 #include "pg/runtime/clock.hpp"
 #include "pg/runtime/guard.hpp"
 #include "pg/runtime/shared.hpp"
@@ -48,7 +49,7 @@ namespace cdp::pg::audience {
 namespace {
 
 int sweep_interval_s = 300;
-constexpr int kChunk = 5000;          // profiles per bulk step
+constexpr size_t kChunk = 5000;       // profiles per bulk step
 constexpr size_t kNotifyEach = 100;   // more changes than this in one write: one summary per segment
 
 void lock_processor() {
@@ -167,64 +168,22 @@ void record_built(const Audience& a, const std::vector<size_t>& which) {
 // ---------------------------------------------------------------------------
 // Loading, evaluating and writing profiles
 
-struct Stored {
-  std::string traits, state, computed;
-  bool has_row = false;
-  Micros next_expiry = 0;
-  std::vector<AccountData> accounts;
-  std::set<int64_t> segments;  // open memberships
-};
+using Accounts = std::unordered_map<int64_t, std::vector<AccountData>>;
 
-// Everything evaluation reads of these profiles. `contiguous`: the ids are
-// every profile from ids.front() to ids.back() (a bulk chunk), read as one
-// index range instead of one probe each.
-std::map<int64_t, Stored> load(const Audience& a, const std::vector<int64_t>& ids, bool contiguous = false) {
-  std::map<int64_t, Stored> out;
-  if (ids.empty()) return out;
-  sql::Param list = sql::int8s(ids), lo = sql::int8(ids.front()), hi = sql::int8(ids.back());
-  sql::Rows profiles =
-      contiguous
-          ? sql::select("select p.profile_id, p.traits::text, coalesce(pc.state::text, ''),"
-                        " coalesce(pc.computed::text, ''), pc.next_expiry, pc.profile_id is not null"
-                        " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
-                        " where p.profile_id between $1 and $2",
-                        {lo, hi})
-          : sql::select("select p.profile_id, p.traits::text, coalesce(pc.state::text, ''),"
-                        " coalesce(pc.computed::text, ''), pc.next_expiry, pc.profile_id is not null"
-                        " from cdp.profiles p left join cdp.profile_computed pc on pc.profile_id = p.profile_id"
-                        " where p.profile_id = any($1)",
-                        {list});
-  for (size_t r = 0; r < profiles.size(); r++) {
-    Stored& s = out[profiles.int8(r, 0)];
-    s.traits = profiles.str(r, 1);
-    s.state = profiles.str(r, 2);
-    s.computed = profiles.str(r, 3);
-    s.next_expiry = profiles.timestamptz(r, 4);
-    s.has_row = profiles.boolean(r, 5);
-  }
-  sql::Rows members = contiguous ? sql::select("select profile_id, segment_id from cdp.segment_membership"
-                                               " where profile_id between $1 and $2 and exited_at is null",
-                                               {lo, hi})
-                                 : sql::select("select profile_id, segment_id from cdp.segment_membership"
-                                               " where profile_id = any($1) and exited_at is null",
-                                               {list});
-  for (size_t r = 0; r < members.size(); r++) {
-    auto it = out.find(members.int8(r, 0));
-    if (it != out.end()) it->second.segments.insert(members.int8(r, 1));
-  }
-  if (!a.uses_accounts()) return out;
+// The accounts of these profiles, when a rule reads accounts (rare: SQL is fine).
+Accounts load_accounts(const Audience& a, const std::vector<int64_t>& ids) {
+  Accounts out;
+  if (!a.uses_accounts() || ids.empty()) return out;
   sql::Rows accounts = sql::select(
       "select distinct m.canonical_id, a.group_id, a.traits::text from cdp.profile_accounts pa"
       " join cdp.profile_map m on m.profile_id = pa.profile_id join cdp.accounts a on a.group_id = pa.group_id"
       " where m.canonical_id = any($1)",
       {sql::int8s(ids)});
   for (size_t r = 0; r < accounts.size(); r++) {
-    auto it = out.find(accounts.int8(r, 0));
-    if (it == out.end()) continue;
     AccountData acc;
     acc.id = accounts.str(r, 1);
     if (parse_json(acc.traits, accounts.text(r, 2)).IsError() || !acc.traits.IsObject()) acc.traits.SetObject();
-    it->second.accounts.push_back(std::move(acc));
+    out[accounts.int8(r, 0)].push_back(std::move(acc));
   }
   return out;
 }
@@ -232,46 +191,53 @@ std::map<int64_t, Stored> load(const Audience& a, const std::vector<int64_t>& id
 // What one write sends to the database.
 struct Writes {
   std::vector<int64_t> ids;
-  std::vector<std::string> computed, state;
+  std::vector<std::string> computed, state;  // JSON text; the binary state
   std::vector<Micros> expiry;
   std::vector<int64_t> enter_segment, enter_profile, exit_segment, exit_profile;
 };
 
-bool same_json(const std::string& stored, const std::string& fresh) {
-  if (stored.empty()) return false;
-  rapidjson::Document x, y;
-  if (parse_json(x, stored).IsError() || parse_json(y, fresh).IsError()) return false;
-  return x == y;
-}
+// What a bulk pass or a batch folds into the stored state: `built`, fresh
+// state for the aggregates in `which` (replacing what is stored); `extra`,
+// state to merge in.
+struct Changes {
+  const States* built = nullptr;
+  const std::vector<size_t>* which = nullptr;
+  States* extra = nullptr;
+};
 
-size_t bucket_total(const Audience::ProfileState& p) {
-  size_t n = 0;
-  for (auto& s : p.states) n += s.buckets.size();
-  return n;
-}
-
-// Evaluates one profile; `dirty`: its state changed before this call.
-void evaluate_one(const Audience& a, int64_t id, const Stored& s, Audience::ProfileState& state, bool dirty,
-                  Micros now, Writes& w) {
-  rapidjson::Document traits;
-  bool has_traits = !s.traits.empty() && !parse_json(traits, s.traits).IsError() && traits.IsObject();
-  size_t before = bucket_total(state);
-  Audience::Outcome o = a.evaluate(state, has_traits ? &traits : nullptr, s.accounts, now);
-  dirty |= bucket_total(state) != before;
+// Evaluates one profile of `rows`. Its computed values can change only with
+// its state (a window moving on drops a bucket, which changes the state), so
+// a row is written only when the state changed, the expiry moved, or the
+// stored computed object lacks a trait.
+void evaluate_one(const Audience& a, const ProfileRows& rows, size_t i, const Accounts& accounts,
+                  rapidjson::Document& traits, const Changes& c, Micros now, Writes& w) {
+  static const std::vector<AccountData> none;
+  int64_t id = rows.ids[i];
+  Audience::ProfileState state = a.read(rows.state_of(i));
+  if (c.built && c.which) {
+    auto it = c.built->find(id);
+    for (size_t k : *c.which) a.replace(state, k, it == c.built->end() ? computed::State{} : it->second.states[k]);
+  }
+  if (c.extra)
+    if (auto it = c.extra->find(id); it != c.extra->end()) a.merge(state, it->second);
+  rows.traits_of(i, traits);
+  auto acc = accounts.find(id);
+  Audience::Outcome o = a.evaluate(state, &traits, acc == accounts.end() ? none : acc->second, now, false);
   Micros expiry = o.next_expiry.value_or(0);
-  if (dirty || !s.has_row || expiry != s.next_expiry || !same_json(s.computed, o.computed)) {
+  if (state.changed || !rows.has_row[i] || expiry != rows.next_expiry[i] ||
+      rows.computed_keys[i] != static_cast<int32_t>(a.computed_count())) {
     w.ids.push_back(id);
-    w.computed.push_back(std::move(o.computed));
+    w.computed.push_back(a.computed_json(state, now));
     w.state.push_back(a.write(state));
     w.expiry.push_back(expiry);
   }
-  for (size_t i = 0; i < a.segments().size(); i++) {
-    int64_t seg = a.segments()[i].id;
-    bool was = s.segments.count(seg) > 0;
-    if (o.members[i] && !was) {
+  for (size_t s = 0; s < a.segments().size(); s++) {
+    int64_t seg = a.segments()[s].id;
+    bool was = rows.member(i, seg);
+    if (o.members[s] && !was) {
       w.enter_segment.push_back(seg);
       w.enter_profile.push_back(id);
-    } else if (!o.members[i] && was) {
+    } else if (!o.members[s] && was) {
       w.exit_segment.push_back(seg);
       w.exit_profile.push_back(id);
     }
@@ -323,43 +289,51 @@ void write_changes(const std::vector<int64_t>& enter_segment, const std::vector<
 void write(const Writes& w, Micros now) {
   if (!w.ids.empty())
     sql::run("insert into cdp.profile_computed as pc (profile_id, computed, state, next_expiry)"
-             " select id, c::jsonb, s, nullif(e, 'epoch') from unnest($1::int8[], $2::text[], $3::text[],"
+             " select id, c::jsonb, s, nullif(e, 'epoch') from unnest($1::int8[], $2::text[], $3::bytea[],"
              " $4::timestamptz[]) x(id, c, s, e)"
              " on conflict (profile_id) do update set computed = excluded.computed, state = excluded.state,"
              "   next_expiry = excluded.next_expiry, updated_at = now()",
-             {sql::int8s(w.ids), sql::texts(w.computed), sql::texts(w.state),
+             {sql::int8s(w.ids), sql::texts(w.computed), sql::byteas(w.state),
               sql::timestamptzs(w.expiry)},
              SPI_OK_INSERT);
   write_changes(w.enter_segment, w.enter_profile, w.exit_segment, w.exit_profile, now);
 }
 
-// Loads, evaluates and writes these profiles. `built`: fresh state for the
-// aggregates in `which` (replacing what is stored); `extra`: state to fold in.
-int64_t evaluate_and_write(const Audience& a, const std::vector<int64_t>& ids, Micros now,
-                           const States* built = nullptr, const std::vector<size_t>* which = nullptr,
-                           States* extra = nullptr, bool contiguous = false) {
-  std::map<int64_t, Stored> stored = load(a, ids, contiguous);
+constexpr size_t kInterruptEach = 256;  // profiles between checks for SIGTERM or the batch budget
+
+// Evaluates and writes one batch of rows.
+int64_t evaluate_rows(const Audience& a, const ProfileRows& rows, const Changes& c, Micros now) {
+  Accounts accounts = load_accounts(a, rows.ids);
   Writes w;
-  for (auto& [id, s] : stored) {
-    spi::check_interrupts();  // SIGTERM or the processor's batch budget, between profiles
-    Audience::ProfileState state = a.read(s.state);
-    bool dirty = false;
-    if (built && which) {
-      auto it = built->find(id);
-      for (size_t i : *which) state.states[i] = it == built->end() ? computed::State{} : it->second.states[i];
-      dirty = !which->empty();
-    }
-    if (extra) {
-      auto it = extra->find(id);
-      if (it != extra->end()) {
-        a.merge(state, it->second);
-        dirty = true;
-      }
-    }
-    evaluate_one(a, id, s, state, dirty, now, w);
+  w.exit_segment = rows.orphan_segments;  // memberships of profiles gone end
+  w.exit_profile = rows.orphan_profiles;
+  rapidjson::Document traits;  // its pool holds the batch's trait values
+  for (size_t i = 0; i < rows.size(); i++) {
+    if (i % kInterruptEach == 0) spi::check_interrupts();
+    evaluate_one(a, rows, i, accounts, traits, c, now, w);
   }
   write(w, now);
-  return static_cast<int64_t>(stored.size());
+  return static_cast<int64_t>(rows.size());
+}
+
+// Loads, evaluates and writes these profiles (the processor's batch, the sweep).
+int64_t evaluate_and_write(const Audience& a, std::vector<int64_t> ids, Micros now, const Changes& c = {}) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  ProfileScan scan(a.trait_keys());
+  ProfileRows rows;
+  scan.read(ids, rows);
+  return evaluate_rows(a, rows, c, now);
+}
+
+// Every profile, in profile_id order, kBatch at a time, as one scan.
+template <class F>
+void each_profile_batch(const Audience& a, F&& f) {
+  ProfileScan scan(a.trait_keys());
+  ProfileRows rows;
+  scan.open();
+  while (scan.next(rows, kChunk)) f(rows);
+  scan.close();
 }
 
 // Ends the open memberships `sql` selects (segment_id, profile_id); returns how many.
@@ -381,29 +355,6 @@ void close_memberships(const std::vector<int64_t>& ids, Micros now) {
                 {sql::int8s(ids)}, now);
 }
 
-// Open memberships of profiles that no longer exist (merged away, rebuilt) end.
-void close_orphans(Micros now) {
-  exit_selected("select sm.segment_id, sm.profile_id from cdp.segment_membership sm"
-                " where sm.exited_at is null and not exists"
-                "  (select from cdp.profiles p where p.profile_id = sm.profile_id)",
-                {}, now);
-}
-
-// Every profile, in chunks of kChunk.
-template <class F>
-void each_profile_chunk(F&& f) {
-  int64_t after = INT64_MIN;
-  for (;;) {
-    std::vector<int64_t> ids;
-    sql::Rows rows = sql::select("select profile_id from cdp.profiles where profile_id > $1 order by profile_id limit $2",
-                                 {sql::int8(after), sql::int4(kChunk)});
-    for (size_t r = 0; r < rows.size(); r++) ids.push_back(rows.int8(r, 0));
-    if (ids.empty()) return;
-    after = ids.back();
-    f(ids);
-  }
-}
-
 // One pass over every profile: builds what is missing (or `rebuild`), then
 // evaluates everything. Returns profiles evaluated.
 int64_t evaluate_all(const Audience& a, std::vector<size_t> rebuild = {}) {
@@ -412,11 +363,9 @@ int64_t evaluate_all(const Audience& a, std::vector<size_t> rebuild = {}) {
     if (std::find(rebuild.begin(), rebuild.end(), i) == rebuild.end()) rebuild.push_back(i);
   States built = build(a, rebuild, {}, now);
   int64_t total = 0;
-  each_profile_chunk([&](const std::vector<int64_t>& ids) {
-    total += evaluate_and_write(a, ids, now, &built, &rebuild, nullptr, true);
-  });
-  record_built(a, rebuild);
-  close_orphans(now);
+  Changes c{&built, &rebuild, nullptr};
+  each_profile_batch(a, [&](const ProfileRows& rows) { total += evaluate_rows(a, rows, c, now); });
+  record_built(a, rebuild);  // (the scan closed the memberships of profiles gone)
   return total;
 }
 
@@ -466,17 +415,53 @@ bool exists(const char* statement, const std::string& name) {
   return !sql::select(statement, {sql::text(name)}).empty();
 }
 
-// An ad-hoc rule evaluated beside the stored definitions: an audience with
-// the rule as one more segment, whose missing counters are built on the fly.
+// An ad-hoc rule evaluated beside the stored definitions it needs: an
+// audience of the rule, the segments it refers to (through others too) and
+// the computed traits those read, whose missing counters are built on the fly.
 struct Adhoc {
   std::unique_ptr<Audience> audience;
   size_t segment = 0;           // index in audience->segments()
   std::vector<size_t> missing;  // aggregates with no stored state
+
+  // Whether profile i of rows is in the rule's audience.
+  bool member(const ProfileRows& rows, size_t i, const States& built, const Accounts& accounts, Micros now) const {
+    static const std::vector<AccountData> none;
+    const Audience& a = *audience;
+    Audience::ProfileState state = a.read(rows.state_of(i));
+    if (auto b = built.find(rows.ids[i]); b != built.end())
+      for (size_t k : missing) a.replace(state, k, b->second.states[k]);
+    rapidjson::Document traits;
+    rows.traits_of(i, traits);
+    auto acc = accounts.find(rows.ids[i]);
+    return a.evaluate(state, &traits, acc == accounts.end() ? none : acc->second, now, false).members[segment];
+  }
 };
+
+// The stored definitions a rule needs: the segments it reaches and the computed traits they read.
+Definitions needed_by(const std::string& rule, Definitions all) {
+  std::map<std::string, segments::Rule> rules;
+  for (auto& s : all.segments) rules.emplace(s.name, segments::Rule::compile(s.rule));
+  std::set<std::string> segs, traits;
+  std::vector<segments::Rule> todo{segments::Rule::compile(rule)};
+  while (!todo.empty()) {
+    segments::Rule r = todo.back();
+    todo.pop_back();
+    for (const std::string& c : r.computed_referenced()) traits.insert(c);
+    for (const std::string& name : r.segments_referenced())
+      if (segs.insert(name).second)
+        if (auto it = rules.find(name); it != rules.end()) todo.push_back(it->second);
+  }
+  Definitions out;
+  for (auto& s : all.segments)
+    if (segs.count(s.name)) out.segments.push_back(std::move(s));
+  for (auto& c : all.computed)
+    if (traits.count(c.name)) out.computed.push_back(std::move(c));
+  return out;
+}
 
 Adhoc adhoc(const std::string& rule) {
   under("rule", [&] { return segments::Rule::compile(rule); });
-  Definitions d = read_definitions();
+  Definitions d = needed_by(rule, read_definitions());
   const std::string name = "(preview)";
   d.segments.push_back({0, name, rule});
   Adhoc out;
@@ -608,7 +593,7 @@ void after_batch(const std::vector<EventFacts>& events, const std::vector<int64_
   std::set<int64_t> touched;
   if (!merged_away.empty()) {
     sql::Rows deleted = sql::select("delete from cdp.profile_computed where profile_id = any($1)"
-                                    " returning profile_id, state::text",
+                                    " returning profile_id, state",
                                     {sql::int8s(merged_away)}, SPI_OK_DELETE_RETURNING);
     std::map<int64_t, std::string_view> away;
     for (size_t r = 0; r < deleted.size(); r++) away[deleted.int8(r, 0)] = deleted.text(r, 1);
@@ -645,7 +630,7 @@ void after_batch(const std::vector<EventFacts>& events, const std::vector<int64_
       for (size_t r = 0; r < members.size(); r++) touched.insert(members.int8(r, 0));
     }
   }
-  evaluate_and_write(a, std::vector<int64_t>(touched.begin(), touched.end()), now, nullptr, nullptr, &extra);
+  evaluate_and_write(a, std::vector<int64_t>(touched.begin(), touched.end()), now, Changes{nullptr, nullptr, &extra});
 }
 
 void refresh_profiles(const std::vector<int64_t>& profiles) {
@@ -655,7 +640,7 @@ void refresh_profiles(const std::vector<int64_t>& profiles) {
   for (size_t i = 0; i < a.aggregates().size(); i++) all.push_back(i);
   Micros now = now_micros();
   States built = build(a, all, profiles, now);
-  evaluate_and_write(a, profiles, now, &built, &all);
+  evaluate_and_write(a, profiles, now, Changes{&built, &all, nullptr});
 }
 
 void rebuild_all() {
@@ -687,7 +672,7 @@ int64_t sweep(bool from_worker) {
     std::vector<int64_t> ids;
     sql::Rows due = sql::select("select profile_id from cdp.profile_computed where next_expiry <= $1"
                                 " order by next_expiry limit $2",
-                                {sql::timestamptz(now), sql::int4(kChunk)});
+                                {sql::timestamptz(now), sql::int4(static_cast<int>(kChunk))});
     for (size_t r = 0; r < due.size(); r++) ids.push_back(due.int8(r, 0));
     if (ids.empty()) break;
     total += evaluate_and_write(a, ids, now);
@@ -773,22 +758,17 @@ Datum cdp_evaluate(PG_FUNCTION_ARGS) {
     int64_t profile = PG_GETARG_INT64(1);
     bool result = spi::connected([&] {
       audience::Adhoc h = audience::adhoc(rule);
-      const cdp::Audience& a = *h.audience;
       cdp::Micros now = audience::now_micros();
       std::vector<int64_t> ids{
           sql::select("select cdp.canonical_profile($1)", {sql::int8(profile)}).int8(0, 0, profile)};
-      std::map<int64_t, audience::Stored> stored = audience::load(a, ids);
-      auto it = stored.find(ids[0]);
-      if (it == stored.end())
+      audience::ProfileScan scan(h.audience->trait_keys());
+      audience::ProfileRows rows;
+      scan.read(ids, rows);
+      if (rows.size() == 0)
         throw cdp::Error(cdp::ErrorKind::InvalidInput, "profile_id", "no profile " + std::to_string(profile));
-      cdp::Audience::ProfileState state = a.read(it->second.state);
-      audience::States built = audience::build(a, h.missing, ids, now);
-      if (auto b = built.find(ids[0]); b != built.end())
-        for (size_t i : h.missing) state.states[i] = b->second.states[i];
-      rapidjson::Document traits;
-      bool has = !cdp::parse_json(traits, it->second.traits).IsError() && traits.IsObject();
-      bool in = a.evaluate(state, has ? &traits : nullptr, it->second.accounts, now).members[h.segment];
-      return in;  // (not the vector<bool> proxy: its vector is a temporary)
+      audience::States built = audience::build(*h.audience, h.missing, ids, now);
+      audience::Accounts accounts = audience::load_accounts(*h.audience, ids);
+      return h.member(rows, 0, built, accounts, now);
     });
     PG_RETURN_BOOL(result);
   });
@@ -804,21 +784,15 @@ Datum cdp_preview_segment(PG_FUNCTION_ARGS) {
     std::vector<int64_t> picked;
     spi::connected([&] {
       audience::Adhoc h = audience::adhoc(rule);
-      const cdp::Audience& a = *h.audience;
       cdp::Micros now = audience::now_micros();
-      audience::States built = audience::build(a, h.missing, {}, now);
-      audience::each_profile_chunk([&](const std::vector<int64_t>& ids) {
-        std::map<int64_t, audience::Stored> stored = audience::load(a, ids, true);
-        for (auto& [id, s] : stored) {
-          cdp::Audience::ProfileState state = a.read(s.state);
-          if (auto b = built.find(id); b != built.end())
-            for (size_t i : h.missing) state.states[i] = b->second.states[i];
-          rapidjson::Document traits;
-          bool has = !cdp::parse_json(traits, s.traits).IsError() && traits.IsObject();
-          if (a.evaluate(state, has ? &traits : nullptr, s.accounts, now).members[h.segment]) {
-            members++;
-            if (picked.size() < size_t(sample)) picked.push_back(id);
-          }
+      audience::States built = audience::build(*h.audience, h.missing, {}, now);
+      audience::each_profile_batch(*h.audience, [&](const audience::ProfileRows& rows) {
+        audience::Accounts accounts = audience::load_accounts(*h.audience, rows.ids);
+        for (size_t i = 0; i < rows.size(); i++) {
+          if (i % audience::kInterruptEach == 0) spi::check_interrupts();
+          if (!h.member(rows, i, built, accounts, now)) continue;
+          members++;
+          if (picked.size() < size_t(sample)) picked.push_back(rows.ids[i]);
         }
       });
       return 0;

@@ -12,6 +12,7 @@
 
 #include "pg/processor/internal.hpp"  // the identity rules cache: identifiers are normalised as ingestion does
 #include "pg/runtime/guard.hpp"
+#include "pg/runtime/index_scan.hpp"
 #include "pg/runtime/shared.hpp"
 #include "pg/runtime/spi.hpp"
 
@@ -50,33 +51,7 @@ struct Read {
   std::vector<int64_t> segments;
 };
 
-// One index of one table, open for the batch.
-struct Scan {
-  Relation heap = nullptr, index = nullptr;
-  IndexScanDesc scan = nullptr;
-  TupleTableSlot* slot = nullptr;
-  AttrNumber column = InvalidAttrNumber;
-};
-
-// Postgres code only (called inside pg::call).
-void open_scan(Scan& s, Oid ns, Snapshot snapshot, const char* table, const char* index, int keys,
-               const char* column) {
-  Oid heap_id = get_relname_relid(table, ns), index_id = get_relname_relid(index, ns);
-  if (!OidIsValid(heap_id) || !OidIsValid(index_id)) elog(ERROR, "cdp: cdp.%s or its index %s is missing", table, index);
-  s.heap = table_open(heap_id, AccessShareLock);
-  s.index = index_open(index_id, AccessShareLock);
-  s.scan = index_beginscan(s.heap, s.index, snapshot, keys, 0);
-  s.slot = table_slot_create(s.heap, nullptr);
-  s.column = get_attnum(heap_id, column);
-  if (s.column == InvalidAttrNumber) elog(ERROR, "cdp: cdp.%s has no column %s", table, column);
-}
-
-void close_scan(Scan& s) {
-  ExecDropSingleTupleTableSlot(s.slot);
-  index_endscan(s.scan);
-  index_close(s.index, NoLock);
-  table_close(s.heap, NoLock);
-}
+using Scan = IndexScan;
 
 // A key on index column `att`, compared with the index's own collation.
 void key(ScanKey k, const Scan& s, int att, RegProcedure eq, Datum value) {
@@ -150,11 +125,11 @@ void read_all(const std::vector<Key>& keys, std::vector<Read>& reads, const char
     Oid ns = get_namespace_oid("cdp", false);
     Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
     Scan identities, map, profiles, computed, members;
-    open_scan(identities, ns, snapshot, "identities", "identities_pkey", 2, "profile_id");
-    open_scan(map, ns, snapshot, "profile_map", "profile_map_pkey", 1, "canonical_id");
-    open_scan(profiles, ns, snapshot, "profiles", "profiles_pkey", 1, "traits");
-    open_scan(computed, ns, snapshot, "profile_computed", "profile_computed_pkey", 1, "computed");
-    open_scan(members, ns, snapshot, "segment_membership", "segment_membership_profile_idx", 1, "segment_id");
+    open_index_scan(identities, ns, snapshot, "identities", "identities_pkey", 2, "profile_id");
+    open_index_scan(map, ns, snapshot, "profile_map", "profile_map_pkey", 1, "canonical_id");
+    open_index_scan(profiles, ns, snapshot, "profiles", "profiles_pkey", 1, "traits");
+    open_index_scan(computed, ns, snapshot, "profile_computed", "profile_computed_pkey", 1, "computed");
+    open_index_scan(members, ns, snapshot, "segment_membership", "segment_membership_profile_idx", 1, "segment_id");
     ScanKeyData k[2];
     for (size_t i = 0; i < keys.size(); i++) {
       const Key& in = keys[i];
@@ -186,11 +161,11 @@ void read_all(const std::vector<Key>& keys, std::vector<Read>& reads, const char
           out.segments.push_back(int8_column(members));  // the partial index holds current memberships only
       }
     }
-    close_scan(members);
-    close_scan(computed);
-    close_scan(profiles);
-    close_scan(map);
-    close_scan(identities);
+    close_index_scan(members);
+    close_index_scan(computed);
+    close_index_scan(profiles);
+    close_index_scan(map);
+    close_index_scan(identities);
     UnregisterSnapshot(snapshot);
   });
 }

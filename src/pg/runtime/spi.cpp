@@ -110,6 +110,9 @@ Arg text_array(const std::vector<std::string>& v, bool empty_is_null = false) {
   return make_array(v, TEXTARRAYOID, TEXTOID, [](const std::string& s) { return text_datum(s.data(), s.size()); },
                     empty_is_null);
 }
+Arg bytea_array(const std::vector<std::string>& v) {  // bytea and text share the varlena layout
+  return make_array(v, BYTEAARRAYOID, BYTEAOID, [](const std::string& s) { return text_datum(s.data(), s.size()); });
+}
 Arg int8_array(const std::vector<int64_t>& v) {
   return make_array(v, INT8ARRAYOID, INT8OID, [](int64_t x) { return Int64GetDatum(x); });
 }
@@ -167,6 +170,7 @@ Oid type_of(Param::Kind kind) {
     case Param::TextColumn: return TEXTARRAYOID;
     case Param::TimestamptzColumn: return TIMESTAMPTZARRAYOID;
     case Param::Int4Column: return INT4ARRAYOID;
+    case Param::Byteas: return BYTEAARRAYOID;
   }
   elog(ERROR, "cdp: unknown parameter kind %d", static_cast<int>(kind));
 }
@@ -184,6 +188,7 @@ Arg to_arg(const Param& p) {
     case Param::Texts: return spi::text_array(*static_cast<const std::vector<std::string>*>(p.p));
     case Param::TextsOrNull: return spi::text_array(*static_cast<const std::vector<std::string>*>(p.p), true);
     case Param::Int8s: return spi::int8_array(*static_cast<const std::vector<int64_t>*>(p.p));
+    case Param::Byteas: return spi::bytea_array(*static_cast<const std::vector<std::string>*>(p.p));
     case Param::Int4s: return spi::int4_array(*static_cast<const std::vector<int>*>(p.p));
     case Param::Timestamptzs: return spi::timestamptz_array(*static_cast<const std::vector<Micros>*>(p.p));
     case Param::Bools: return spi::bool_array(*static_cast<const std::vector<bool>*>(p.p));

@@ -60,7 +60,7 @@ using Int4At = int (*)(const void* ctx, size_t row);
 
 struct Param {
   enum Kind : uint8_t { Null, Text, Int8, Int4, Float8, Timestamptz, Bool, Texts, TextsOrNull, Int8s, Int4s,
-                        Timestamptzs, Bools, TextColumn, TimestamptzColumn, Int4Column };
+                        Timestamptzs, Bools, TextColumn, TimestamptzColumn, Int4Column, Byteas };
   union At {
     TextAt text;
     TimeAt time;
@@ -90,6 +90,8 @@ inline Param texts(const std::vector<std::string>& v, bool empty_is_null = false
   return {empty_is_null ? Param::TextsOrNull : Param::Texts, 0, 0, &v};
 }
 inline Param int8s(const std::vector<int64_t>& v) { return {Param::Int8s, 0, 0, &v}; }
+// A bytea[]: each string's raw bytes.
+inline Param byteas(const std::vector<std::string>& v) { return {Param::Byteas, 0, 0, &v}; }
 inline Param int4s(const std::vector<int>& v) { return {Param::Int4s, 0, 0, &v}; }
 inline Param timestamptzs(const std::vector<Micros>& v) { return {Param::Timestamptzs, 0, 0, &v}; }
 inline Param bools(const std::vector<bool>& v) { return {Param::Bools, 0, 0, &v}; }
