@@ -6,7 +6,9 @@
 #     first pass (builds the event counters from the events table and writes
 #     every membership; target >= 2x) and a re-evaluation with the counters in
 #     place (the brief's >= 10x; cdp's incremental state against SQL from
-#     scratch, and labelled so).
+#     scratch, and labelled so). Beside them: the state's bytes per profile
+#     (binary, and in the JSON form it replaced), and cdp.preview_segment of a
+#     5-condition trait rule versus the SQL count(*) of the same condition.
 #  2. Processor throughput with 20 segments and 10 computed traits, versus
 #     the same events with none, same run: the processor worker (a transaction
 #     per batch) works through EVENTS events ingested while it was paused.
@@ -153,6 +155,31 @@ log "segments: round 2: cdp.evaluate_segments() (first pass, re-evaluation), the
 cdp_run
 baseline_run
 sql_ms=$(best "${SQL_TIMES[@]}") first_ms=$(best "${FIRST_TIMES[@]}") again_ms=$(best "${AGAIN_TIMES[@]}")
+
+# State per profile, as stored (binary) and in the JSON form it replaced
+# (cdp.profile_state_json), over every 100th profile.
+read -r state_bin state_json < <(q -F ' ' -c "select round(avg(octet_length(state)), 1),
+  round(avg(octet_length(cdp.profile_state_json(profile_id))), 1) from cdp.profile_computed where profile_id % 100 = 0")
+
+# Preview of a 5-condition trait rule beside the SQL count(*) of the same
+# condition, best of 3 each, alternated; the counts must agree.
+PREVIEW_RULE='{"and": [{"trait": "plan", "op": "=", "value": "pro"}, {"trait": "country", "op": "in", "value": ["FR", "DE", "IT"]},
+  {"trait": "age", "op": "between", "value": [25, 45]}, {"trait": "ltv", "op": ">=", "value": 500},
+  {"trait": "interests", "op": "contains", "value": "golf"}]}'
+PREVIEW_SQL="select count(*) from cdp.profiles where traits->>'plan' = 'pro' and traits->>'country' in ('FR', 'DE', 'IT')
+  and jsonb_typeof(traits->'age') = 'number' and (traits->>'age')::numeric between 25 and 45
+  and jsonb_typeof(traits->'ltv') = 'number' and (traits->>'ltv')::numeric >= 500 and traits->'interests' ? 'golf'"
+printf '%s\n' '\timing on' "select members from cdp.preview_segment('$PREVIEW_RULE', 10);" >"$DIR/preview.sql"
+printf '%s\n' '\timing on' "$PREVIEW_SQL;" >"$DIR/preview_sql.sql"
+chmod 644 "$DIR/preview.sql" "$DIR/preview_sql.sql"
+PREVIEW_TIMES=() PREVIEW_SQL_TIMES=()
+for _ in 1 2 3; do
+  PREVIEW_TIMES+=("$(timed "$DIR/preview.sql")"); preview_n=$(cat "$DIR/timed.out")
+  PREVIEW_SQL_TIMES+=("$(timed "$DIR/preview_sql.sql")"); preview_sql_n=$(cat "$DIR/timed.out")
+done
+preview_ms=$(best "${PREVIEW_TIMES[@]}") preview_sql_ms=$(best "${PREVIEW_SQL_TIMES[@]}")
+preview_same=yes
+[ "$preview_n" = "$preview_sql_n" ] || preview_same=NO
 log "segments: times (ms) SQL ${SQL_TIMES[*]}, first pass ${FIRST_TIMES[*]}, re-evaluation ${AGAIN_TIMES[*]}"
 
 # Both sides must agree, segment by segment, on the members themselves.
@@ -271,6 +298,7 @@ if awk -v a="$achieved" -v r="$RATE" 'BEGIN { exit !(a < 0.9 * r) }'; then
 fi
 
 speedup=$(awk -v s="$sql_ms" -v c="$first_ms" 'BEGIN { printf "%.1f", s / (c > 0 ? c : 1) }')
+preview_x=$(awk -v s="$preview_sql_ms" -v c="$preview_ms" 'BEGIN { printf "%.1f", s / (c > 0 ? c : 1) }')
 speedup2=$(awk -v s="$sql_ms" -v c="$again_ms" 'BEGIN { printf "%.1f", s / (c > 0 ? c : 1) }')
 failed_note() { [ "$1" = yes ] || printf ' FAILED (%s)' "$2"; }
 cat <<EOF
@@ -280,6 +308,8 @@ segments benchmark: $PROFILES profiles, $((PROFILES * 2)) events, 20 segments (b
   bulk, first pass             ${first_ms} ms          ${sql_ms} ms    ${speedup}x  (target >= 2x; builds the counters, writes every membership)
   bulk, re-evaluation          ${again_ms} ms          ${sql_ms} ms    ${speedup2}x  (target >= 10x; cdp's counters already built, the queries start from scratch)
   same members, segment by segment (as sets): $same
+  state per profile            ${state_bin} bytes binary, ${state_json} bytes in the JSON form of 0.1.0 (every 100th profile)
+  preview, 5 trait conditions  ${preview_ms} ms          ${preview_sql_ms} ms (SQL count(*))    ${preview_x}x  (target < 1 s and >= 5x; counts ${preview_n} and ${preview_sql_n})
 processor, $EVENTS events      ${audience_rate} ev/s with 20 segments + 10 computed traits, ${plain_rate} ev/s without  (target >= 25000 and >= 90% of without)
 latency at ${achieved} events/s (asked $RATE)  n=${lat_n} of $sent  p50 ${lat_p50} ms  p99 ${lat_p99} ms  (target p99 < 20 ms)$(failed_note "$lat_ok" "$lat_why")
 EOF
@@ -289,10 +319,16 @@ bench_summary "20 segments over ${PROFILES} profiles, first pass (builds counter
 bench_summary "20 segments over ${PROFILES} profiles, re-evaluation (counters in place; SQL from scratch)" \
   "${again_ms} ms$(failed_note "$same" "members differ")" "${sql_ms} ms (20 SQL queries, counts)" "${speedup2}x" ">= 10x (incremental vs from scratch)" \
   "$(awk -v s="$speedup2" -v same="$same" 'BEGIN { print (s >= 10 && same == "yes") ? "yes" : "NO" }')"
+bench_summary "preview_segment, 5 trait conditions, ${PROFILES} profiles" "${preview_ms} ms$(failed_note "$preview_same" "counts differ")" \
+  "${preview_sql_ms} ms (SQL count(*))" "${preview_x}x" "< 1 s, >= 5x" \
+  "$(awk -v x="$preview_x" -v ms="$preview_ms" -v same="$preview_same" 'BEGIN { print (x >= 5 && ms < 1000 && same == "yes") ? "yes" : "NO" }')"
+bench_summary "state per profile" "${state_bin} bytes (binary)" "${state_json} bytes (JSON form)" \
+  "$(awk -v a="$state_bin" -v b="$state_json" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1) }')" "<= 0.50" \
+  "$(awk -v a="$state_bin" -v b="$state_json" 'BEGIN { print (a <= 0.5 * b) ? "yes" : "NO" }')"
 bench_summary "processor, 20 segments + 10 computed traits" "${audience_rate} ev/s" "${plain_rate} ev/s (none)" \
   "$(awk -v a="$audience_rate" -v p="$plain_rate" 'BEGIN { printf "%.2f", a / (p > 0 ? p : 1) }')" ">= 25000/s, >= 0.90 of none" \
   "$(awk -v a="$audience_rate" -v p="$plain_rate" 'BEGIN { print (a >= 25000 && a >= 0.9 * p) ? "yes" : "NO" }')"
 bench_summary "event -> membership commit, ${achieved} of $RATE ev/s" "p99 ${lat_p99} ms (p50 ${lat_p50})$(failed_note "$lat_ok" "$lat_why")" \
   "-" "-" "p99 < 20 ms, >= 90% of the rate" \
   "$(awk -v p="${lat_p99:-999}" -v ok="$lat_ok" 'BEGIN { print (p < 20 && ok == "yes") ? "yes" : "NO" }')"
-[ "$same" = yes ] && [ "$lat_ok" = yes ]
+[ "$same" = yes ] && [ "$lat_ok" = yes ] && [ "$preview_same" = yes ]

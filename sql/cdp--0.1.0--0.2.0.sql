@@ -940,3 +940,9 @@ alter table cdp.profile_computed alter column state drop default,
   alter column state type bytea using convert_to(state, 'UTF8'),
   alter column state set default '';
 comment on column cdp.profile_computed.state is 'Aggregate state by definition (buckets of window/100) in cdp''s binary form, read in place by evaluation; internal, rebuilt by cdp.recompute_traits. State of 0.1.0 (JSON text) is still read and rewritten in this form.';
+
+create function cdp.profile_state_json(profile_id bigint) returns text
+as 'MODULE_PATHNAME', 'cdp_profile_state_json' language c stable strict;
+comment on function cdp.profile_state_json(bigint) is 'A profile''s aggregate state (cdp.profile_computed.state, stored in binary) in the JSON form of 0.1.0, for inspection: {"<aggregate key>": [[bucket start, count, ...], ...]}. Null when the profile has no state row.';
+revoke all on function cdp.profile_state_json(bigint) from public;
+grant execute on function cdp.profile_state_json(bigint) to cdp_admin;

@@ -141,6 +141,10 @@ create function cdp.evaluate(rule jsonb, profile_id bigint) returns boolean
 as 'MODULE_PATHNAME', 'cdp_evaluate' language c volatile strict;
 comment on function cdp.evaluate(jsonb, bigint) is 'Whether one profile matches a rule now, without saving anything. Event conditions are counted from the events table.';
 
+create function cdp.profile_state_json(profile_id bigint) returns text
+as 'MODULE_PATHNAME', 'cdp_profile_state_json' language c stable strict;
+comment on function cdp.profile_state_json(bigint) is 'A profile''s aggregate state (cdp.profile_computed.state, stored in binary) in the JSON form of 0.1.0, for inspection: {"<aggregate key>": [[bucket start, count, ...], ...]}. Null when the profile has no state row.';
+
 create function cdp.preview_segment(rule jsonb, sample int default 10, out members bigint, out sample_profiles bigint[])
 as 'MODULE_PATHNAME', 'cdp_preview_segment' language c volatile strict
   set jit = off;  -- many short statements: JIT compiling them costs more than it saves

@@ -318,8 +318,8 @@ Audience::Outcome Audience::evaluate(ProfileState& p, const Value* traits, const
   if (computed_text) out.computed = computed_json(p, now);
   if (segments_.empty()) return out;
   // Only the computed traits some rule reads, as values (numbers built directly).
-  rapidjson::Document values;
-  values.SetObject();
+  std::optional<rapidjson::Document> values;
+  if (!computed_read_.empty()) values.emplace().SetObject();
   for (auto& [name, i] : computed_read_) {
     const computed::Definition& d = aggregates_[i].definition;
     Value v;
@@ -328,14 +328,14 @@ Audience::Outcome Audience::evaluate(ProfileState& p, const Value* traits, const
     if (n && n->integral) v.SetInt64(n->integer);
     else if (n) v.SetDouble(n->real);
     else {
-      rapidjson::Document one(&values.GetAllocator());
+      rapidjson::Document one(&values->GetAllocator());
       parse_json(one, value_of(d, p, i, now));  // full precision: the text just written
-      v.CopyFrom(one, values.GetAllocator());
+      v.CopyFrom(one, values->GetAllocator());
     }
-    values.AddMember(Value(rapidjson::StringRef(name.c_str())), v, values.GetAllocator());
+    values->AddMember(Value(rapidjson::StringRef(name.c_str())), v, values->GetAllocator());
   }
   std::vector<char> members(segments_.size(), 0);
-  View view(*this, counters_, segment_index_, p, traits, &values, accounts, members);
+  View view(*this, counters_, segment_index_, p, traits, values ? &*values : nullptr, accounts, members);
   out.members.resize(segments_.size());
   for (size_t s = 0; s < segments_.size(); s++) {
     bool in = segments_[s].rule.evaluate(view, now);

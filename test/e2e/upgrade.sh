@@ -30,6 +30,8 @@ select * from cdp.ingest('{"batch": [
   {"type": "identify", "userId": "ada", "traits": {"email": "ada@example.com"}, "messageId": "o1"},
   {"type": "track", "userId": "ada", "event": "Order Completed", "messageId": "o2"}]}');
 select cdp.process_pending();
+select cdp.create_computed_trait('orders', '{"kind": "count", "event": "Order Completed"}');
+select cdp.create_segment('buyers', '{"event": "Order Completed", "count": {"op": ">=", "value": 2}}');
 SQL
 check_eq "installed at 0.1.0" "$(db "$OLD_DB" -c "select extversion from pg_extension where extname = 'cdp'")" "0.1.0"
 BEFORE=$(db "$OLD_DB" -c "select count(*) || ' events, ' || (select count(*) from cdp.profiles) || ' profiles' from cdp.events")
@@ -40,6 +42,14 @@ if db "$OLD_DB" -c "alter extension cdp update" >"$E2E_TMP/update.out" 2>&1; the
 fi
 check_eq "now at $CURRENT" "$(db "$OLD_DB" -c "select extversion from pg_extension where extname = 'cdp'")" "$CURRENT"
 check_eq "the data is all there" "$(db "$OLD_DB" -c "select count(*) || ' events, ' || (select count(*) from cdp.profiles) || ' profiles' from cdp.events")" "$BEFORE"
+
+section "aggregate state kept as 0.1.0 wrote it (JSON text) is read, then rewritten in binary"
+check_eq "the state column is bytea, holding 0.1.0's JSON" \
+  "$(db "$OLD_DB" -c "select format_type(atttypid, atttypmod) from pg_attribute where attrelid = 'cdp.profile_computed'::regclass and attname = 'state'") $(db "$OLD_DB" -c "select string_agg(distinct chr(get_byte(state, 0)), '') from cdp.profile_computed")" \
+  "bytea {"
+check_eq "a full evaluation reads it: nothing changes" "$(db "$OLD_DB" -c "select cdp.evaluate_segments()")" "0"
+check_eq "the computed value is intact" "$(db "$OLD_DB" -c "select computed->>'orders' from cdp.profile_computed")" "1"
+check_eq "and the state is now binary (0xCD, version 1)" "$(db "$OLD_DB" -c "select string_agg(distinct substr(encode(state, 'hex'), 1, 4), '') from cdp.profile_computed")" "cd01"
 
 section "0.1.0 holding a time 0.2.0 refuses"
 # 0.1.0 stored times outside years 1-9999 (as a direct insert still shows).
@@ -86,6 +96,12 @@ check_eq "a messageId from before the update is a duplicate" \
 check_eq "a new event is accepted" \
   "$(db "$OLD_DB" -c "select status from cdp.ingest('{\"type\": \"track\", \"userId\": \"ada\", \"event\": \"Order Completed\", \"messageId\": \"o3\"}')")" "accepted"
 check_eq "and processed into ada's profile" "$(db "$OLD_DB" -c "select cdp.process_pending(); select (cdp.profile('user_id', 'ada') ->> 'event_count')" | tail -1)" "3"
+check_eq "her second order counts, and she enters buyers" \
+  "$(db "$OLD_DB" -c "select computed->>'orders' from cdp.profile_computed") $(db "$OLD_DB" -c "select string_agg(s.name, ',') from cdp.segment_membership m join cdp.segments s using (segment_id) where m.exited_at is null")" \
+  "2 buyers"
+check_eq "recompute_traits agrees with the incremental state" \
+  "$(db "$OLD_DB" -c "select computed::text || encode(state, 'hex') from cdp.profile_computed")" \
+  "$(db "$OLD_DB" -c "select cdp.recompute_traits(); select computed::text || encode(state, 'hex') from cdp.profile_computed" | tail -1)"
 "${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_dump" -h "$CLUSTER_DIR" -p "$(cat "$CLUSTER_DIR/port")" -U "$(cluster_user)" "$OLD_DB" >"$E2E_TMP/dump.sql" 2>/dev/null ||
   pg_dump -h "$CLUSTER_DIR" -p "$(cat "$CLUSTER_DIR/port")" -U "$(cluster_user)" "$OLD_DB" >"$E2E_TMP/dump.sql" || die "pg_dump failed"
 if cluster_psql "$CLUSTER_DIR" "$COPY_DB" -1 -v ON_ERROR_STOP=1 -f "$E2E_TMP/dump.sql" >"$E2E_TMP/restore.out" 2>&1; then

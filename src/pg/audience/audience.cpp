@@ -43,6 +43,7 @@ PG_FUNCTION_INFO_V1(cdp_run_segment_sweep);
 PG_FUNCTION_INFO_V1(cdp_evaluate);
 PG_FUNCTION_INFO_V1(cdp_preview_segment);
 PG_FUNCTION_INFO_V1(cdp_check_audience);
+PG_FUNCTION_INFO_V1(cdp_profile_state_json);
 }
 
 namespace cdp::pg::audience {
@@ -188,10 +189,25 @@ Accounts load_accounts(const Audience& a, const std::vector<int64_t>& ids) {
   return out;
 }
 
+// Whether cdp.profile_computed.state is bytea. A 0.1.0 schema (the new
+// library before ALTER EXTENSION cdp UPDATE) has it as text, which takes
+// the JSON form. A catalog cache lookup, no statement.
+bool binary_state() {
+  bool binary = true;
+  call([&] {
+    Oid ns = get_namespace_oid("cdp", true);
+    Oid rel = OidIsValid(ns) ? get_relname_relid("profile_computed", ns) : InvalidOid;
+    AttrNumber att = OidIsValid(rel) ? get_attnum(rel, "state") : InvalidAttrNumber;
+    binary = att == InvalidAttrNumber || get_atttype(rel, att) == BYTEAOID;
+  });
+  return binary;
+}
+
 // What one write sends to the database.
 struct Writes {
+  bool binary = binary_state();
   std::vector<int64_t> ids;
-  std::vector<std::string> computed, state;  // JSON text; the binary state
+  std::vector<std::string> computed, state;  // JSON text; the state (binary, or JSON on a 0.1.0 schema)
   std::vector<Micros> expiry;
   std::vector<int64_t> enter_segment, enter_profile, exit_segment, exit_profile;
 };
@@ -228,7 +244,7 @@ void evaluate_one(const Audience& a, const ProfileRows& rows, size_t i, const Ac
       rows.computed_keys[i] != static_cast<int32_t>(a.computed_count())) {
     w.ids.push_back(id);
     w.computed.push_back(a.computed_json(state, now));
-    w.state.push_back(a.write(state));
+    w.state.push_back(w.binary ? a.write(state) : a.write_json(state));
     w.expiry.push_back(expiry);
   }
   for (size_t s = 0; s < a.segments().size(); s++) {
@@ -287,7 +303,15 @@ void write_changes(const std::vector<int64_t>& enter_segment, const std::vector<
 }
 
 void write(const Writes& w, Micros now) {
-  if (!w.ids.empty())
+  if (!w.ids.empty() && !w.binary)
+    sql::run("insert into cdp.profile_computed as pc (profile_id, computed, state, next_expiry)"
+             " select id, c::jsonb, s, nullif(e, 'epoch') from unnest($1::int8[], $2::text[], $3::text[],"
+             " $4::timestamptz[]) x(id, c, s, e)"
+             " on conflict (profile_id) do update set computed = excluded.computed, state = excluded.state,"
+             "   next_expiry = excluded.next_expiry, updated_at = now()",
+             {sql::int8s(w.ids), sql::texts(w.computed), sql::texts(w.state), sql::timestamptzs(w.expiry)},
+             SPI_OK_INSERT);
+  else if (!w.ids.empty())
     sql::run("insert into cdp.profile_computed as pc (profile_id, computed, state, next_expiry)"
              " select id, c::jsonb, s, nullif(e, 'epoch') from unnest($1::int8[], $2::text[], $3::bytea[],"
              " $4::timestamptz[]) x(id, c, s, e)"
@@ -326,12 +350,13 @@ int64_t evaluate_and_write(const Audience& a, std::vector<int64_t> ids, Micros n
   return evaluate_rows(a, rows, c, now);
 }
 
-// Every profile, in profile_id order, kBatch at a time, as one scan.
+// Every profile, kChunk at a time, as one scan: in profile_id order with
+// state and memberships, or (traits_only) just the traits in heap order.
 template <class F>
-void each_profile_batch(const Audience& a, F&& f) {
+void each_profile_batch(const Audience& a, F&& f, bool traits_only = false) {
   ProfileScan scan(a.trait_keys());
   ProfileRows rows;
-  scan.open();
+  scan.open(traits_only);
   while (scan.next(rows, kChunk)) f(rows);
   scan.close();
 }
@@ -423,14 +448,15 @@ struct Adhoc {
   size_t segment = 0;           // index in audience->segments()
   std::vector<size_t> missing;  // aggregates with no stored state
 
-  // Whether profile i of rows is in the rule's audience.
-  bool member(const ProfileRows& rows, size_t i, const States& built, const Accounts& accounts, Micros now) const {
+  // Whether profile i of rows is in the rule's audience; `traits` is scratch
+  // (its pool holds the values of the rows' profiles).
+  bool member(const ProfileRows& rows, size_t i, const States& built, const Accounts& accounts, Micros now,
+              rapidjson::Document& traits) const {
     static const std::vector<AccountData> none;
     const Audience& a = *audience;
     Audience::ProfileState state = a.read(rows.state_of(i));
     if (auto b = built.find(rows.ids[i]); b != built.end())
       for (size_t k : missing) a.replace(state, k, b->second.states[k]);
-    rapidjson::Document traits;
     rows.traits_of(i, traits);
     auto acc = accounts.find(rows.ids[i]);
     return a.evaluate(state, &traits, acc == accounts.end() ? none : acc->second, now, false).members[segment];
@@ -768,7 +794,8 @@ Datum cdp_evaluate(PG_FUNCTION_ARGS) {
         throw cdp::Error(cdp::ErrorKind::InvalidInput, "profile_id", "no profile " + std::to_string(profile));
       audience::States built = audience::build(*h.audience, h.missing, ids, now);
       audience::Accounts accounts = audience::load_accounts(*h.audience, ids);
-      return h.member(rows, 0, built, accounts, now);
+      rapidjson::Document traits;
+      return h.member(rows, 0, built, accounts, now, traits);
     });
     PG_RETURN_BOOL(result);
   });
@@ -786,15 +813,29 @@ Datum cdp_preview_segment(PG_FUNCTION_ARGS) {
       audience::Adhoc h = audience::adhoc(rule);
       cdp::Micros now = audience::now_micros();
       audience::States built = audience::build(*h.audience, h.missing, {}, now);
-      audience::each_profile_batch(*h.audience, [&](const audience::ProfileRows& rows) {
-        audience::Accounts accounts = audience::load_accounts(*h.audience, rows.ids);
-        for (size_t i = 0; i < rows.size(); i++) {
-          if (i % audience::kInterruptEach == 0) spi::check_interrupts();
-          if (!h.member(rows, i, built, accounts, now)) continue;
-          members++;
-          if (picked.size() < size_t(sample)) picked.push_back(rows.ids[i]);
-        }
-      });
+      // The sample is the lowest ids: a max-heap of them, as the scan may go in heap order.
+      audience::each_profile_batch(
+          *h.audience,
+          [&](const audience::ProfileRows& rows) {
+            audience::Accounts accounts = audience::load_accounts(*h.audience, rows.ids);
+            rapidjson::Document traits;
+            for (size_t i = 0; i < rows.size(); i++) {
+              if (i % audience::kInterruptEach == 0) spi::check_interrupts();
+              if (!h.member(rows, i, built, accounts, now, traits)) continue;
+              members++;
+              if (sample == 0) continue;
+              if (picked.size() < size_t(sample)) {
+                picked.push_back(rows.ids[i]);
+                std::push_heap(picked.begin(), picked.end());
+              } else if (rows.ids[i] < picked.front()) {
+                std::pop_heap(picked.begin(), picked.end());
+                picked.back() = rows.ids[i];
+                std::push_heap(picked.begin(), picked.end());
+              }
+            }
+          },
+          h.audience->aggregates().empty());
+      std::sort_heap(picked.begin(), picked.end());
       return 0;
     });
     Datum result = 0;
@@ -825,5 +866,25 @@ Datum cdp_check_audience(PG_FUNCTION_ARGS) {
     });
     call([] { note_rules_changed(); });
     return PointerGetDatum(nullptr);
+  });
+}
+
+// A profile's aggregate state in the JSON form of 0.1.0, for people: the
+// stored form is binary (core/computed_state.hpp). Null without a row.
+Datum cdp_profile_state_json(PG_FUNCTION_ARGS) {
+  return entry([&] {
+    int64_t profile = PG_GETARG_INT64(0);
+    std::string out;
+    bool found = spi::connected([&] {
+      sql::Rows r = sql::select("select state from cdp.profile_computed where profile_id = $1", {sql::int8(profile)});
+      if (r.empty()) return false;
+      const cdp::Audience& a = audience::cached();
+      out = a.write_json(a.read(r.text(0, 0)));
+      return true;
+    });
+    if (!found) PG_RETURN_NULL();
+    text* result = nullptr;
+    call([&] { result = cstring_to_text_with_len(out.data(), static_cast<int>(out.size())); });
+    PG_RETURN_TEXT_P(result);
   });
 }

@@ -66,13 +66,88 @@ void put_text(std::string& out, char tag, const char* s, size_t n) {
   out.append(s, n);
 }
 
-// A scalar, tagged: z null, t / f, s string, N number (its digits as numeric_out writes them).
+// A numeric as the JSON parser would read its text: an int64 when it prints
+// without a fraction (display scale 0) and fits, else the double strtod
+// would give, when that is exact to compute (Clinger's fast path: a
+// mantissa below 2^53 and a power of ten up to 10^22, one rounding).
+// Reads the stored form (src/backend/utils/adt/numeric.c: a 16-bit header
+// with sign, display scale and, for the short form, the weight; then base
+// 10000 digits). False: take the slow path (its text).
+bool numeric_value(Numeric n, bool& integral, int64_t& integer, double& real) {
+  const char* p = VARDATA_ANY(n);
+  size_t size = VARSIZE_ANY_EXHDR(n);
+  if (size < 2) return false;
+  uint16_t header;
+  std::memcpy(&header, p, 2);
+  bool negative;
+  int weight, dscale;
+  size_t at = 2;
+  if ((header & 0xC000) == 0x8000) {  // short
+    negative = (header & 0x2000) != 0;
+    dscale = (header & 0x1F80) >> 7;
+    weight = (header & 0x0040) ? static_cast<int>(header | ~0x003F) : (header & 0x003F);
+  } else if ((header & 0xC000) == 0x0000 || (header & 0xC000) == 0x4000) {  // long
+    if (size < 4) return false;
+    int16_t w;
+    std::memcpy(&w, p + 2, 2);
+    negative = (header & 0xC000) == 0x4000;
+    dscale = header & 0x3FFF;
+    weight = w;
+    at = 4;
+  } else {
+    return false;  // NaN, infinities: not in a jsonb
+  }
+  size_t ndigits = (size - at) / 2;
+  if (ndigits > 4) return false;
+  uint64_t mantissa = 0;  // the digits as one base-10000 integer
+  for (size_t i = 0; i < ndigits; i++) {
+    int16_t d;
+    std::memcpy(&d, p + at + 2 * i, 2);
+    mantissa = mantissa * 10000 + static_cast<uint64_t>(d);
+  }
+  int exp4 = weight - static_cast<int>(ndigits) + 1;  // value = mantissa * 10000^exp4
+  if (ndigits == 0) exp4 = 0;
+  static const double kPow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  if (dscale == 0) {
+    if (exp4 < 0 || exp4 > 4) return false;
+    unsigned __int128 v = mantissa;
+    for (int i = 0; i < exp4; i++) v *= 10000;
+    if (v > static_cast<unsigned __int128>(INT64_MAX)) return false;
+    integral = true;
+    integer = negative ? -static_cast<int64_t>(v) : static_cast<int64_t>(v);
+    return true;
+  }
+  if (mantissa >= (uint64_t(1) << 53)) return false;
+  integral = false;
+  if (exp4 >= 0) {
+    if (4 * exp4 > 22) return false;
+    real = static_cast<double>(mantissa) * kPow10[4 * exp4];
+    if (real >= 9007199254740992.0) return false;  // exact only below 2^53
+  } else {
+    if (-4 * exp4 > 22) return false;
+    real = static_cast<double>(mantissa) / kPow10[-4 * exp4];
+  }
+  if (negative) real = -real;
+  return true;
+}
+
+// A scalar, tagged: z null, t / f, s string, i int64, d double, N a number
+// the fast path leaves (its digits as numeric_out writes them).
 void put_scalar(std::string& out, const JsonbValue& v) {
   switch (v.type) {
     case jbvNull: out += 'z'; break;
     case jbvBool: out += v.val.boolean ? 't' : 'f'; break;
     case jbvString: put_text(out, 's', v.val.string.val, static_cast<size_t>(v.val.string.len)); break;
     case jbvNumeric: {
+      bool integral = false;
+      int64_t integer = 0;
+      double real = 0;
+      if (numeric_value(v.val.numeric, integral, integer, real)) {
+        out += integral ? 'i' : 'd';
+        out.append(integral ? reinterpret_cast<const char*>(&integer) : reinterpret_cast<const char*>(&real), 8);
+        break;
+      }
       char* digits = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v.val.numeric)));
       put_text(out, 'N', digits, strlen(digits));
       break;
@@ -105,6 +180,7 @@ struct ProfileScan::Impl {
   Snapshot snapshot;
   Scan profiles, computed, members;
   AttrNumber traits, state, computed_values, next_expiry, segment;
+  TableScanDesc heap_scan;  // traits only: cdp.profiles in heap order, no index
   bool started;
   bool full;  // a pass over every profile (not probes)
 };
@@ -113,9 +189,19 @@ namespace {
 
 using Impl = ProfileScan::Impl;
 
+bool advance_profiles(Impl& m) {
+  if (!m.heap_scan) return advance(m.profiles);
+  m.profiles.has = table_scan_getnextslot(m.heap_scan, ForwardScanDirection, m.profiles.slot);
+  if (m.profiles.has) {
+    bool null = false;
+    m.profiles.id = DatumGetInt64(slot_getattr(m.profiles.slot, m.profiles.column, &null));
+  }
+  return m.profiles.has;
+}
+
 // Copies what evaluation needs of the profile whose cdp.profiles tuple is in
 // m.profiles (computed and members positioned at or past it).
-void copy_profile(Impl& m, const char* const* keys, int nkeys, ProfileRows& rows) {
+void copy_profile(Impl& m, const char* const* keys, const int* lens, int nkeys, ProfileRows& rows) {
   int64_t id = m.profiles.id;
   rows.ids.push_back(id);
   MemoryContext outer = MemoryContextSwitchTo(m.scratch);
@@ -127,7 +213,7 @@ void copy_profile(Impl& m, const char* const* keys, int nkeys, ProfileRows& rows
     if (JsonContainerIsObject(&j->root)) {
       for (int k = 0; k < nkeys; k++) {
         JsonbValue v;
-        if (!getKeyJsonValueFromContainer(&j->root, keys[k], static_cast<int>(strlen(keys[k])), &v)) continue;
+        if (!getKeyJsonValueFromContainer(&j->root, keys[k], lens[k], &v)) continue;
         uint16_t index = static_cast<uint16_t>(k);
         rows.bytes.append(reinterpret_cast<const char*>(&index), 2);
         put_value(rows.bytes, v);
@@ -178,12 +264,15 @@ void copy_profile(Impl& m, const char* const* keys, int nkeys, ProfileRows& rows
 // The C++ side
 
 ProfileScan::ProfileScan(const std::vector<std::string>& keys) : keys_(keys) {
-  for (const std::string& k : keys_) key_ptrs_.push_back(k.c_str());
+  for (const std::string& k : keys_) {
+    key_ptrs_.push_back(k.c_str());
+    key_lens_.push_back(static_cast<int>(k.size()));
+  }
 }
 
-void ProfileScan::open() { open_impl(false); }
+void ProfileScan::open(bool traits_only) { open_impl(false, traits_only); }
 
-void ProfileScan::open_impl(bool probe) {
+void ProfileScan::open_impl(bool probe, bool traits_only) {
   call([&] {
     Impl* m = static_cast<Impl*>(palloc0(sizeof(Impl)));
     m->scratch = AllocSetContextCreate(CurrentMemoryContext, "cdp audience scan", ALLOCSET_DEFAULT_SIZES);
@@ -193,21 +282,25 @@ void ProfileScan::open_impl(bool probe) {
     m->snapshot = RegisterSnapshot(GetTransactionSnapshot());
     int keys = probe ? 1 : 0;
     open_index_scan(m->profiles, ns, m->snapshot, "profiles", "profiles_pkey", keys, "profile_id");
+    m->traits = column(RelationGetRelid(m->profiles.heap), "traits");
+    m->full = !probe;
+    impl_ = m;
+    if (traits_only) {  // no state, no memberships: the heap in its own order is cheapest
+      m->heap_scan = table_beginscan(m->profiles.heap, m->snapshot, 0, nullptr);
+      return;
+    }
     open_index_scan(m->computed, ns, m->snapshot, "profile_computed", "profile_computed_pkey", keys, "profile_id");
     open_index_scan(m->members, ns, m->snapshot, "segment_membership", "segment_membership_profile_idx", keys, "profile_id");
-    Oid profiles = RelationGetRelid(m->profiles.heap), computed = RelationGetRelid(m->computed.heap);
-    m->traits = column(profiles, "traits");
+    Oid computed = RelationGetRelid(m->computed.heap);
     m->state = column(computed, "state");
     m->computed_values = column(computed, "computed");
     m->next_expiry = column(computed, "next_expiry");
     m->segment = column(RelationGetRelid(m->members.heap), "segment_id");
-    m->full = !probe;
     if (!probe) {
       index_rescan(m->profiles.scan, nullptr, 0, nullptr, 0);
       index_rescan(m->computed.scan, nullptr, 0, nullptr, 0);
       index_rescan(m->members.scan, nullptr, 0, nullptr, 0);
     }
-    impl_ = m;
   });
 }
 
@@ -216,18 +309,21 @@ bool ProfileScan::next(ProfileRows& rows, size_t max) {
   rows.keys = &keys_;
   Impl* m = impl_;
   const char* const* keys = key_ptrs_.data();
+  const int* lens = key_lens_.data();
   int nkeys = static_cast<int>(key_ptrs_.size());
   call([&] {
     MemoryContextReset(m->scratch);
     if (!m->started) {
-      advance(m->profiles);
-      advance(m->computed);
-      advance(m->members);
+      advance_profiles(*m);
+      if (!m->heap_scan) {
+        advance(m->computed);
+        advance(m->members);
+      }
       m->started = true;
     }
     while (rows.ids.size() < max && m->profiles.has) {
-      copy_profile(*m, keys, nkeys, rows);
-      advance(m->profiles);
+      copy_profile(*m, keys, lens, nkeys, rows);
+      advance_profiles(*m);
     }
     for (bool null = false; !m->profiles.has && m->members.has; advance(m->members)) {  // past the last profile
       rows.orphan_segments.push_back(DatumGetInt64(slot_getattr(m->members.slot, m->segment, &null)));
@@ -241,16 +337,17 @@ void ProfileScan::read(const std::vector<int64_t>& ids, ProfileRows& rows) {
   rows.clear();
   rows.keys = &keys_;
   if (ids.empty()) return;
-  open_impl(true);
+  open_impl(true, false);
   Impl* m = impl_;
   const char* const* keys = key_ptrs_.data();
+  const int* lens = key_lens_.data();
   int nkeys = static_cast<int>(key_ptrs_.size());
   call([&] {
     for (int64_t id : ids) {
       if (!seek(m->profiles, id)) continue;
       seek(m->computed, id);
       seek(m->members, id);
-      copy_profile(*m, keys, nkeys, rows);
+      copy_profile(*m, keys, lens, nkeys, rows);
     }
   });
   close();
@@ -261,8 +358,9 @@ void ProfileScan::close() {
   Impl* m = impl_;
   impl_ = nullptr;
   call([&] {
-    close_index_scan(m->members);
-    close_index_scan(m->computed);
+    if (m->heap_scan) table_endscan(m->heap_scan);
+    if (m->members.heap) close_index_scan(m->members);
+    if (m->computed.heap) close_index_scan(m->computed);
     close_index_scan(m->profiles);
     UnregisterSnapshot(m->snapshot);
     MemoryContextDelete(m->scratch);
@@ -311,12 +409,26 @@ void get_value(std::string_view b, size_t& at, rapidjson::Value& v, rapidjson::D
   switch (tag) {
     case 't': v.SetBool(true); return;
     case 'f': v.SetBool(false); return;
-    case 's': {
+    case 's': {  // by reference: the buffer outlives the evaluation (readers use the length)
       std::string_view s = get_text(b, at);
-      v.SetString(s.data(), static_cast<rapidjson::SizeType>(s.size()), a);
+      v.SetString(rapidjson::StringRef(s.data(), static_cast<rapidjson::SizeType>(s.size())));
       return;
     }
     case 'N': set_number(v, get_text(b, at)); return;
+    case 'i': {
+      int64_t i;
+      std::memcpy(&i, b.data() + at, 8);
+      at += 8;
+      v.SetInt64(i);
+      return;
+    }
+    case 'd': {
+      double d;
+      std::memcpy(&d, b.data() + at, 8);
+      at += 8;
+      v.SetDouble(d);
+      return;
+    }
     case '[':
       v.SetArray();
       while (b[at] != ']') {
@@ -353,7 +465,7 @@ void ProfileRows::traits_of(size_t i, rapidjson::Document& doc) const {
     rapidjson::Value v;
     get_value(b, at, v, doc.GetAllocator());
     const std::string& name = (*keys)[k];
-    doc.AddMember(rapidjson::Value(name.data(), static_cast<rapidjson::SizeType>(name.size()), doc.GetAllocator()), v,
+    doc.AddMember(rapidjson::Value(rapidjson::StringRef(name.data(), static_cast<rapidjson::SizeType>(name.size()))), v,
                   doc.GetAllocator());
   }
 }

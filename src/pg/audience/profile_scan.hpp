@@ -52,9 +52,12 @@ class ProfileScan {
   ProfileScan(const ProfileScan&) = delete;
   ProfileScan& operator=(const ProfileScan&) = delete;
   // Needs SPI connected (the scans live in its memory) and ends with close().
-  void open();
-  // The next (up to) `max` profiles in profile_id order; false when done
-  // (the last call may still carry orphans).
+  // traits_only: no state and no memberships are read (a rule with no event
+  // condition, computed trait or stored membership to compare), and the
+  // profiles come in heap order, by a sequential scan.
+  void open(bool traits_only = false);
+  // The next (up to) `max` profiles, in profile_id order unless
+  // traits_only; false when done (the last call may still carry orphans).
   bool next(ProfileRows& rows, size_t max);
   // These profiles (sorted, distinct), those that exist.
   void read(const std::vector<int64_t>& ids, ProfileRows& rows);
@@ -63,9 +66,10 @@ class ProfileScan {
   struct Impl;  // the Postgres side (plain data)
 
  private:
-  void open_impl(bool probe);
+  void open_impl(bool probe, bool traits_only);
   std::vector<std::string> keys_;
   std::vector<const char*> key_ptrs_;
+  std::vector<int> key_lens_;
   Impl* impl_ = nullptr;
 };
 

@@ -413,3 +413,33 @@ select * from pg_temp.heard();
 select dblink_disconnect('listener');
 drop extension dblink;
 reset cdp.test_clock;
+
+------------------------------------------------------------------------------
+-- Numbers are read from jsonb's binary form, not its text: integers,
+-- decimals, exponents, big and negative values compare as their JSON text
+-- would. "sql" counts the same test over numeric; preview_segment (a
+-- sequential scan) and cdp.evaluate (a probe by id) must both agree with it.
+------------------------------------------------------------------------------
+create function pg_temp.sql_count(test text) returns bigint language plpgsql as $$
+declare n bigint;
+begin
+  execute format('select count(*) from cdp.profiles where jsonb_typeof(traits->''n'') = ''number'' and (traits->>''n'')::numeric %s', test) into n;
+  return n;
+end $$;
+select count(cdp.identify(user_id => 'num-' || i, traits => jsonb_build_object('n', v))) as sent
+  from (values (1, '0'::jsonb), (2, '25'), (3, '1000.0'), (4, '-0.5'), (5, '123.456'), (6, '1e20'),
+               (7, '12345678901234567890'), (8, '9007199254740993'), (9, '-42'), (10, '0.1'),
+               (11, '0.30000000000000004'), (12, '-1234567.0000001')) x(i, v);
+select cdp.process_pending() as processed;
+select rule, (select members from cdp.preview_segment(rule::jsonb, 0)) as preview,
+       (select count(*) from cdp.profiles p where cdp.evaluate(rule::jsonb, p.profile_id)) as evaluate,
+       pg_temp.sql_count(test) as sql
+  from (values
+    ('{"trait": "n", "op": ">", "value": 100}', '> 100'),
+    ('{"trait": "n", "op": "=", "value": 1000}', '= 1000'),
+    ('{"trait": "n", "op": "<", "value": 0}', '< 0'),
+    ('{"trait": "n", "op": "between", "value": [0.1, 123.456]}', 'between 0.1 and 123.456'),
+    ('{"trait": "n", "op": ">=", "value": 1e19}', '>= 1e19'),
+    ('{"trait": "n", "op": "=", "value": 9007199254740993}', '= 9007199254740993'),
+    ('{"trait": "n", "op": ">", "value": 0.3}', '> 0.3'),
+    ('{"trait": "n", "op": "<", "value": -1234567}', '< -1234567')) r(rule, test);
