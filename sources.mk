@@ -27,7 +27,14 @@ CORE_SOURCES = \
 	src/core/computed_state.cpp \
 	src/core/audience.cpp \
 	src/core/delivery.cpp \
-	src/core/delivery_round.cpp
+	src/core/delivery_round.cpp \
+	src/core/connectors/connector.cpp \
+	src/core/connectors/segment.cpp \
+	src/core/connectors/ga4.cpp \
+	src/core/connectors/meta_capi.cpp \
+	src/core/connectors/mixpanel.cpp \
+	src/core/connectors/amplitude.cpp \
+	src/core/connectors/braze.cpp
 
 # Glue between Postgres and the core, by pipeline stage over a shared runtime.
 PG_SOURCES = \
@@ -51,6 +58,8 @@ PG_SOURCES = \
 	src/pg/audience/audience.cpp \
 	src/pg/delivery/queue.cpp \
 	src/pg/delivery/destinations.cpp \
+	src/pg/delivery/transform.cpp \
+	src/pg/delivery/test_destination.cpp \
 	src/pg/delivery/worker.cpp \
 	src/pg/privacy/suppression.cpp \
 	src/pg/privacy/consent.cpp \

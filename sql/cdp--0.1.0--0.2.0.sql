@@ -946,3 +946,46 @@ as 'MODULE_PATHNAME', 'cdp_profile_state_json' language c stable strict;
 comment on function cdp.profile_state_json(bigint) is 'A profile''s aggregate state (cdp.profile_computed.state, stored in binary) in the JSON form of 0.1.0, for inspection: {"<aggregate key>": [[bucket start, count, ...], ...]}. Null when the profile has no state row.';
 revoke all on function cdp.profile_state_json(bigint) from public;
 grant execute on function cdp.profile_state_json(bigint) to cdp_admin;
+
+-- Destinations of built-in kinds (segment, ga4, meta_capi, mixpanel,
+-- amplitude, braze) and transformations: options.kind/config/transform need
+-- no column, but a transformation runs with its owner's rights, and what a
+-- transformation or a kind drops is counted.
+alter table cdp.destinations add column owner name not null default current_user,
+  add column dropped bigint not null default 0;
+comment on column cdp.destinations.owner is 'The role that created it: its transformation (options.transform) runs with this role''s privileges, or with cdp_admin''s when the owner is a superuser, never with a superuser''s.';
+comment on column cdp.destinations.dropped is 'Messages not sent by choice: the transformation returned null, or the kind has no counterpart for the message (docs/connectors/).';
+drop trigger destinations_check on cdp.destinations;
+create trigger destinations_check before insert or update of url, options, owner on cdp.destinations
+  for each row execute function cdp.check_destination();
+comment on function cdp.check_destination() is 'Trigger: a destination''s URL must be http(s) with a host, its options must parse, and its transformation must be a function (jsonb) returns jsonb that its owner may execute, however the row is written (22023 naming the field).';
+create or replace view cdp.destination_stats as
+  select d.name, d.paused, coalesce(d.circuit_open_until > now(), false) as circuit_open, d.delivered,
+         (select count(*) from cdp.deliveries q where q.destination_id = d.destination_id) as queued,
+         (select count(*) from cdp.deliveries q where q.destination_id = d.destination_id and q.attempts > 0) as retrying,
+         d.dead, d.failed_attempts, d.consent_blocked, d.latency_p50_ms, d.latency_p99_ms,
+         (select now() - min(q.created_at) from cdp.deliveries q where q.destination_id = d.destination_id) as lag,
+         d.last_delivery_at, d.last_error, d.dropped, coalesce(d.options->>'kind', 'webhook') as kind
+    from cdp.destinations d;
+comment on view cdp.destination_stats is 'Per destination: delivered, queued, retrying, dead, consent-blocked, dropped (by its transformation or its kind), latency (p50/p99 from queueing to acknowledgement), lag (age of the oldest queued delivery) and kind.';
+
+create function cdp.test_destination(destination text, message jsonb, debug boolean default false) returns jsonb
+as 'MODULE_PATHNAME', 'cdp_test_destination' language c volatile;
+comment on function cdp.test_destination(text, jsonb, boolean) is 'What the destination would send for one message, without sending it: {"kind", "outcome": "send" | "skip" | "reject", "reason", "request": {"url", "headers", "body"}} with secrets shown as <secret>; the transformation is not run. With debug => true a ga4 destination posts it to GA4''s validation server (/debug/mp/collect) and adds its "validation" answer. docs/connectors/.';
+revoke all on function cdp.test_destination(text, jsonb, boolean) from public;
+grant execute on function cdp.test_destination(text, jsonb, boolean) to cdp_admin;
+
+-- The audit log keeps a kind's config key names, not its values (API secrets, tokens).
+create or replace function cdp.without_secrets(r jsonb) returns jsonb
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$ select case when r ? 'options' then
+  jsonb_set(r, '{options}', ((r->'options') - 'secret' - 'headers' - 'config')
+    || jsonb_build_object('secret_set', (r->'options') ? 'secret')
+    || jsonb_strip_nulls(jsonb_build_object('header_names',
+         (select jsonb_agg(k order by k) from jsonb_object_keys(r->'options'->'headers') k),
+         'config_keys',
+         (select jsonb_agg(k order by k) from jsonb_object_keys(r->'options'->'config') k))))
+  else r end $$;
+comment on function cdp.without_secrets(jsonb) is 'A configuration row as the audit log keeps it: a destination''s secret, header values and kind config left out (header and config key names, and whether a secret is set, stay).';
+comment on function cdp.create_destination(text, text, jsonb) is 'Creates a destination (a webhook, or a built-in kind: options.kind; a NULL url takes the kind''s published address) owned by the calling role, and returns its id. Options are checked: a bad one is refused naming its JSON path. From the next processed event on, what it subscribes to is queued for it.';

@@ -19,7 +19,9 @@ create table cdp.destinations (
   latency_p99_ms   float8,
   last_delivery_at timestamptz,
   last_error       text,
-  created_at       timestamptz not null default now()
+  created_at       timestamptz not null default now(),
+  owner            name not null default current_user,
+  dropped          bigint not null default 0
 );
 comment on table cdp.destinations is 'Where activations go: a webhook URL with its options (headers, signing secret, subscriptions, batching, consent, PII policy, maximum age). Create them with cdp.create_destination; see docs/destinations.md.';
 comment on column cdp.destinations.destination_id is 'Destination number.';
@@ -38,6 +40,8 @@ comment on column cdp.destinations.latency_p99_ms is '99th percentile of the sam
 comment on column cdp.destinations.last_delivery_at is 'When a delivery was last acknowledged.';
 comment on column cdp.destinations.last_error is 'The last failure: status and the start of the response body, or the transport error.';
 comment on column cdp.destinations.created_at is 'When it was created.';
+comment on column cdp.destinations.owner is 'The role that created it: its transformation (options.transform) runs with this role''s privileges, or with cdp_admin''s when the owner is a superuser, never with a superuser''s.';
+comment on column cdp.destinations.dropped is 'Messages not sent by choice: the transformation returned null, or the kind has no counterpart for the message (docs/connectors/).';
 select pg_catalog.pg_extension_config_dump('cdp.destinations', '');
 select pg_catalog.pg_extension_config_dump('cdp.destinations_destination_id_seq', '');
 
@@ -104,8 +108,8 @@ create trigger destinations_changed after insert or update of url, options or de
   for each statement execute function cdp.rules_changed();
 create function cdp.check_destination() returns trigger
 as 'MODULE_PATHNAME', 'cdp_check_destination' language c;
-comment on function cdp.check_destination() is 'Trigger: a destination''s URL must be http(s) with a host and its options must parse, however the row is written (22023 naming the field).';
-create trigger destinations_check before insert or update of url, options on cdp.destinations
+comment on function cdp.check_destination() is 'Trigger: a destination''s URL must be http(s) with a host, its options must parse, and its transformation must be a function (jsonb) returns jsonb that its owner may execute, however the row is written (22023 naming the field).';
+create trigger destinations_check before insert or update of url, options, owner on cdp.destinations
   for each row execute function cdp.check_destination();
 
 -- Segment changes reach subscribed destinations in the same transaction as the
@@ -142,7 +146,7 @@ create trigger outbox_deliveries after insert on cdp.outbox referencing new tabl
 
 create function cdp.create_destination(name text, url text, options jsonb default '{}') returns int
 as 'MODULE_PATHNAME', 'cdp_create_destination' language c volatile;
-comment on function cdp.create_destination(text, text, jsonb) is 'Creates a destination (a webhook) and returns its id. Options are checked: a bad one is refused naming its JSON path. From the next processed event on, what it subscribes to is queued for it.';
+comment on function cdp.create_destination(text, text, jsonb) is 'Creates a destination (a webhook, or a built-in kind: options.kind; a NULL url takes the kind''s published address) owned by the calling role, and returns its id. Options are checked: a bad one is refused naming its JSON path. From the next processed event on, what it subscribes to is queued for it.';
 
 create function cdp.drop_destination(name text) returns bigint
 language plpgsql as $$
@@ -198,6 +202,10 @@ create view cdp.destination_stats as
          (select count(*) from cdp.deliveries q where q.destination_id = d.destination_id and q.attempts > 0) as retrying,
          d.dead, d.failed_attempts, d.consent_blocked, d.latency_p50_ms, d.latency_p99_ms,
          (select now() - min(q.created_at) from cdp.deliveries q where q.destination_id = d.destination_id) as lag,
-         d.last_delivery_at, d.last_error
+         d.last_delivery_at, d.last_error, d.dropped, coalesce(d.options->>'kind', 'webhook') as kind
     from cdp.destinations d;
-comment on view cdp.destination_stats is 'Per destination: delivered, queued, retrying, dead, consent-blocked, latency (p50/p99 from queueing to acknowledgement) and lag (age of the oldest queued delivery).';
+comment on view cdp.destination_stats is 'Per destination: delivered, queued, retrying, dead, consent-blocked, dropped (by its transformation or its kind), latency (p50/p99 from queueing to acknowledgement), lag (age of the oldest queued delivery) and kind.';
+
+create function cdp.test_destination(destination text, message jsonb, debug boolean default false) returns jsonb
+as 'MODULE_PATHNAME', 'cdp_test_destination' language c volatile;
+comment on function cdp.test_destination(text, jsonb, boolean) is 'What the destination would send for one message, without sending it: {"kind", "outcome": "send" | "skip" | "reject", "reason", "request": {"url", "headers", "body"}} with secrets shown as <secret>; the transformation is not run. With debug => true a ga4 destination posts it to GA4''s validation server (/debug/mp/collect) and adds its "validation" answer. docs/connectors/.';

@@ -413,18 +413,21 @@ begin
 end $$;
 comment on function cdp.run_retention(int) is 'Applies cdp.retention now: drops whole expired partitions of cdp.events (never row by row) and trims the other kinds in batches; logs what it removed in cdp.retention_log. The processor runs it once a minute.';
 
--- A destination row without its signing secret and header values (which
--- may hold credentials); header names stay, and whether a secret is set.
+-- A destination row without its signing secret, header values and kind
+-- config (which may hold credentials); header and config key names stay,
+-- and whether a secret is set.
 create function cdp.without_secrets(r jsonb) returns jsonb
 language sql immutable
 set search_path = pg_catalog, pg_temp
 as $$ select case when r ? 'options' then
-  jsonb_set(r, '{options}', ((r->'options') - 'secret' - 'headers')
+  jsonb_set(r, '{options}', ((r->'options') - 'secret' - 'headers' - 'config')
     || jsonb_build_object('secret_set', (r->'options') ? 'secret')
     || jsonb_strip_nulls(jsonb_build_object('header_names',
-         (select jsonb_agg(k order by k) from jsonb_object_keys(r->'options'->'headers') k))))
+         (select jsonb_agg(k order by k) from jsonb_object_keys(r->'options'->'headers') k),
+         'config_keys',
+         (select jsonb_agg(k order by k) from jsonb_object_keys(r->'options'->'config') k))))
   else r end $$;
-comment on function cdp.without_secrets(jsonb) is 'A configuration row as the audit log keeps it: a destination''s secret and header values left out (header names and whether a secret is set stay).';
+comment on function cdp.without_secrets(jsonb) is 'A configuration row as the audit log keeps it: a destination''s secret, header values and kind config left out (header and config key names, and whether a secret is set, stay).';
 
 -- Configuration changes are audited, secrets left out. The audit log is
 -- restored as it was; restoring configuration is not a change.

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <ctime>
+#include <regex>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -110,13 +111,57 @@ std::string normalised(const Value& v) {
   return s;
 }
 
+// kind, config and rate_limit: a built-in kind batches as its API allows by default.
+void parse_kind(const Value& v, Options& o) {
+  if (const Value* k = member(v, "kind")) {
+    std::string kind = k->IsString() ? std::string(view_of(*k)) : "";
+    o.connector = connectors::find(kind);
+    if (!o.connector && kind != "webhook") fail("kind", "must be one of " + connectors::kinds());
+  }
+  const Value* c = member(v, "config");
+  if (c && !o.connector) fail("config", "only a built-in kind takes a config (set kind: one of " + connectors::kinds() + ")");
+  if (o.connector) {
+    Value empty(rapidjson::kObjectType);
+    try {
+      o.config = o.connector->check_config(c ? *c : empty);
+    } catch (const Error& e) {
+      throw e.under("config");
+    }
+    o.max_events = o.connector->caps().max_items;
+    o.requests_per_second = o.connector->caps().requests_per_second;
+  }
+  if (const Value* r = member(v, "rate_limit")) {
+    if (!r->IsObject()) fail("rate_limit", "must be an object such as {\"requests_per_second\": 100}");
+    check_keys(*r, "rate_limit", {"requests_per_second"}, "a rate limit has requests_per_second");
+    if (const Value* n = member(*r, "requests_per_second"))
+      o.requests_per_second = whole(*n, "rate_limit.requests_per_second", 1, 100000);
+  }
+}
+
+// transform: a schema-qualified function name; that it exists, takes one
+// jsonb and returns jsonb is checked against the catalog by the glue.
+void parse_transform(const Value& v, Options& o) {
+  if (const Value* t = member(v, "transform")) {
+    static const std::regex name(R"([A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*)");
+    std::string s = t->IsString() ? std::string(view_of(*t)) : "";
+    if (!std::regex_match(s, name)) fail("transform", "must be a schema-qualified function name such as \"public.reshape\"");
+    o.transform = s;
+  }
+  if (const Value* t = member(v, "transform_timeout_ms"))
+    o.transform_timeout_ms = whole(*t, "transform_timeout_ms", 10, 60000);
+}
+
 }  // namespace
 
 Options Options::parse(const Value& v) {
   if (!v.IsObject()) fail("", "options must be a JSON object");
-  check_keys(v, "", {"headers", "secret", "subscribe", "batch", "consent", "pii", "max_age", "timeout_ms"},
-             "options are headers, secret, subscribe, batch, consent, pii, max_age, timeout_ms");
+  check_keys(v, "",
+             {"headers", "secret", "subscribe", "batch", "consent", "pii", "max_age", "timeout_ms", "kind", "config",
+              "transform", "transform_timeout_ms", "rate_limit"},
+             "options are headers, secret, subscribe, batch, consent, pii, max_age, timeout_ms, kind, config, "
+             "transform, transform_timeout_ms, rate_limit");
   Options o;
+  parse_kind(v, o);
   if (const Value* h = member(v, "headers")) {
     if (!h->IsObject()) fail("headers", "must be an object of header names to string values");
     for (auto m = h->MemberBegin(); m != h->MemberEnd(); ++m) {
@@ -157,7 +202,8 @@ Options Options::parse(const Value& v) {
   if (const Value* b = member(v, "batch")) {
     if (!b->IsObject()) fail("batch", "must be an object such as {\"max_events\": 100, \"max_wait_ms\": 1000}");
     check_keys(*b, "batch", {"max_events", "max_wait_ms"}, "a batch has max_events and max_wait_ms");
-    if (const Value* n = member(*b, "max_events")) o.max_events = whole(*n, "batch.max_events", 1, kMaxBatch);
+    int most = o.connector ? o.connector->caps().max_items : kMaxBatch;
+    if (const Value* n = member(*b, "max_events")) o.max_events = whole(*n, "batch.max_events", 1, most);
     if (const Value* w = member(*b, "max_wait_ms")) o.max_wait_ms = whole(*w, "batch.max_wait_ms", 0, 60000);
   }
   if (const Value* c = member(v, "consent")) o.consent = strings(*c, "consent", "a consent category");
@@ -177,6 +223,7 @@ Options Options::parse(const Value& v) {
     o.max_age = whole(m->value, path, 1, 1000000) * micros;
   }
   if (const Value* t = member(v, "timeout_ms")) o.timeout_ms = whole(*t, "timeout_ms", 100, 300000);
+  parse_transform(v, o);
   return o;
 }
 

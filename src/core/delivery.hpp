@@ -12,7 +12,12 @@
 //    "consent": ["marketing", ...],                      categories an event must grant
 //    "pii": {"drop": [path, ...], "hash": [path, ...]},  dotted paths into the payload
 //    "max_age": {"hours": 24},                           give up after (days|hours|minutes)
-//    "timeout_ms": 10000}
+//    "timeout_ms": 10000,
+//    "kind": "webhook" | "segment" | "ga4" | ...,         a built-in API (core/connectors/)
+//    "config": {"write_key": "..."},                     that kind's settings and secrets
+//    "transform": "schema.function",                     (event jsonb) returns jsonb, before mapping
+//    "transform_timeout_ms": 1000,
+//    "rate_limit": {"requests_per_second": 100}}
 // Errors name the JSON path of the bad member ("subscribe.events[0].where[0].op").
 #pragma once
 #include <cstdint>
@@ -25,6 +30,7 @@
 #include <rapidjson/document.h>
 
 #include "core/computed.hpp"
+#include "core/connectors/connector.hpp"
 #include "core/timestamp.hpp"
 
 namespace cdp::delivery {
@@ -44,6 +50,12 @@ struct Options {
   std::vector<std::string> drop, hash;
   Micros max_age = 24LL * 3600 * 1000000;
   int timeout_ms = 10000;
+  // A built-in kind (nullptr: the generic webhook) and its checked config.
+  const connectors::Connector* connector = nullptr;
+  connectors::Config config;
+  std::string transform;  // "schema.function", checked against the catalog by the glue
+  int transform_timeout_ms = 1000;
+  int requests_per_second = 0;  // 0: no limit
 
   static Options parse(const rapidjson::Value& options);
   static Options parse(std::string_view json_text);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/connectors/connector.hpp"
 #include "core/delivery.hpp"
 
 namespace cdp::delivery {
@@ -18,9 +19,12 @@ namespace cdp::delivery {
 struct QueuedRow {
   int64_t id = 0, profile = 0;
   int dest = 0, attempts = 0;
-  std::string payload;    // JSON text as stored
+  std::string payload;    // JSON text as stored (or as the destination's transformation returned it)
   std::string batch_key;  // "cdp-<first id>-<n>" once sent; empty before
   Micros created = 0;
+  // What the destination's transformation made of it (the worker runs it).
+  enum class Fate { Send, Drop, Fail } fate = Fate::Send;
+  std::string why;  // Fail: the error
 };
 
 // A destination that may start requests this round.
@@ -36,6 +40,23 @@ struct PlannedRequest {
   std::vector<size_t> rows;
   std::string key, body;
   int attempts = 0;  // the most any of its rows had
+  // A built-in kind's request: appended to the URL, its own headers, and the
+  // items it holds with the position in `rows` of the row each came from
+  // (its answer is read item by item).
+  std::string path;
+  std::vector<std::string> headers;
+  std::vector<connectors::Item> items;
+  std::vector<size_t> item_rows;
+};
+
+// A row settled without a request: dropped (its transformation returned null,
+// or the kind has no counterpart for it) or dead (a transformation error, a
+// message the API's rules refuse).
+struct Settled {
+  int64_t id = 0;
+  int dest = 0;
+  bool dead = false;
+  std::string why;
 };
 
 struct ClaimPlan {
@@ -43,6 +64,7 @@ struct ClaimPlan {
   // Keys given to rows sent for the first time, stored before they go out.
   std::vector<int64_t> key_ids;
   std::vector<std::string> keys;
+  std::vector<Settled> settled;
 };
 
 // Rows sent before go again with the same companions and key (a group the
@@ -60,6 +82,11 @@ struct Answer {
   int attempts = 0;
   long status = 0;  // 0: no HTTP answer (transport_error says why)
   std::string response, retry_after, transport_error;
+  // A built-in kind's request: its items (see PlannedRequest) and the
+  // X-RateLimit-Reset header; the kind reads the answer item by item.
+  std::vector<connectors::Item> items;
+  std::vector<size_t> item_rows;
+  std::string rate_limit_reset;
 };
 
 struct RecordWrites {
@@ -74,6 +101,16 @@ struct RecordWrites {
     int64_t status;
     std::string error;
   };
+  // A row to send again in another request: under `key` ("": batched afresh),
+  // not before `at`; `attempt` counts it as a failed attempt.
+  struct Rekey {
+    int64_t id;
+    Micros at;
+    std::string key;
+    int status;
+    std::string error;
+    bool attempt;
+  };
   struct PerDestination {
     int64_t delivered = 0, failed = 0, dead = 0;  // rows, requests, rows
     bool success = false;  // a request was delivered
@@ -84,6 +121,7 @@ struct RecordWrites {
   std::vector<int64_t> delivered;  // rows to delete
   std::vector<Retry> retries;
   std::vector<Dead> dead;          // rows to move to cdp.dead_letters
+  std::vector<Rekey> rekeys;       // rows split off or held back from a request another row failed
   std::map<int, PerDestination> per_destination;
 };
 

@@ -169,7 +169,8 @@ TEST(DeliveryOptionsErrors, UnknownKeysNamed) {
   EXPECT_EQ(error_field(R"({"subscribe": {"events": [{"within": {"days": 1}}]}})"), "subscribe.events[0].within");
   Refusal r = refusal(R"({"nonsense": 1})");
   EXPECT_EQ(r.message,
-            "nonsense: unknown key: options are headers, secret, subscribe, batch, consent, pii, max_age, timeout_ms");
+            "nonsense: unknown key: options are headers, secret, subscribe, batch, consent, pii, max_age, timeout_ms, "
+            "kind, config, transform, transform_timeout_ms, rate_limit");
 }
 
 TEST(DeliveryOptionsErrors, Headers) {

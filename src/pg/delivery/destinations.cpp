@@ -11,6 +11,7 @@
 extern "C" {
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 }
 
@@ -39,12 +40,48 @@ void check_url(const std::string& url) {
   if (!has_host) bad("is not a URL with a host" + (why.empty() ? std::string() : " (" + why + ")"));
 }
 
-void check_options(const std::string& options) {
+void check_options(const std::string& options, const std::string& owner) {
+  cdp::delivery::Options o;
   try {
-    cdp::delivery::Options::parse(options);
+    o = cdp::delivery::Options::parse(options);
   } catch (const cdp::Error& e) {
     throw e.under("options");
   }
+  if (!o.transform.empty()) check_transform(o.transform, owner);
+}
+
+// The transformation must take one jsonb, return jsonb, and be executable by
+// the role it will run as (the owner, or cdp_admin for a superuser owner).
+void check_transform(const std::string& function, const std::string& owner) {
+  auto bad = [&](const std::string& rule) { throw Error(ErrorKind::InvalidInput, "options.transform", rule); };
+  sql::Rows r = spi::connected([&] {
+    return sql::select(
+        "select p.oid is not null, coalesce(p.prorettype = 'jsonb'::regtype, false), p.prokind = 'f',"
+        "  coalesce(has_function_privilege(a.role, f.oid, 'execute'), false), a.role"
+        " from (select to_regprocedure($1 || '(jsonb)') as oid) f left join pg_proc p on p.oid = f.oid,"
+        "  (select case when coalesce((select not rolsuper from pg_roles where rolname = $2), false)"
+        "   then $2 else 'cdp_admin' end as role) a",
+        {sql::text(function), sql::text(owner.empty() ? std::string("cdp_admin") : owner)});
+  });
+  std::string signature = function + "(jsonb)";
+  if (!r.boolean(0, 0)) bad("no function " + signature + " (a transformation takes one jsonb and returns jsonb)");
+  if (!r.boolean(0, 1)) bad(signature + " must return jsonb");
+  if (!r.boolean(0, 2)) bad(signature + " must be a plain function, not an aggregate or procedure");
+  if (!r.boolean(0, 3)) bad("role " + r.str(0, 4) + " may not execute " + signature + " (it runs as that role)");
+}
+
+std::string default_url(const std::string& options) {
+  cdp::delivery::Options o;
+  try {
+    o = cdp::delivery::Options::parse(options);
+  } catch (const cdp::Error& e) {
+    throw e.under("options");
+  }
+  if (!o.connector || o.connector->default_url().empty())
+    throw Error(ErrorKind::InvalidInput, "url",
+                o.connector ? "must not be null: " + std::string(o.connector->kind()) + " has no default URL"
+                            : "must not be null (only a built-in kind has a default URL)");
+  return std::string(o.connector->default_url());
 }
 
 }  // namespace cdp::pg::delivery
@@ -95,7 +132,7 @@ Datum check_destination(FunctionCallInfo fcinfo) {
   return entry([&] {
     auto* data = reinterpret_cast<TriggerData*>(fcinfo->context);
     HeapTuple row = TRIGGER_FIRED_BY_UPDATE(data->tg_event) ? data->tg_newtuple : data->tg_trigtuple;
-    std::string options, url;
+    std::string options, url, owner;
     call([&] {
       bool isnull;
       TupleDesc desc = data->tg_relation->rd_att;
@@ -103,9 +140,12 @@ Datum check_destination(FunctionCallInfo fcinfo) {
       if (!isnull) options = DatumGetCString(DirectFunctionCall1(jsonb_out, d));
       d = heap_getattr(row, SPI_fnumber(desc, "url"), desc, &isnull);
       if (!isnull) url = TextDatumGetCString(d);
+      int owner_at = SPI_fnumber(desc, "owner");  // (no such column before 0.2.0)
+      d = owner_at > 0 ? heap_getattr(row, owner_at, desc, &isnull) : 0;
+      if (owner_at > 0 && !isnull) owner = NameStr(*DatumGetName(d));
     });
     delivery::check_url(url);
-    if (!options.empty()) delivery::check_options(options);
+    if (!options.empty()) delivery::check_options(options, owner);
     return PointerGetDatum(row);
   });
 }
@@ -114,17 +154,18 @@ Datum check_destination(FunctionCallInfo fcinfo) {
 // same parser the worker uses, so a stored destination always parses.
 Datum create_destination(FunctionCallInfo fcinfo) {
   return entry([&] {
-    std::string name, url, options = "{}";
-    for (int i = 0; i < 2; i++)
-      if (PG_ARGISNULL(i)) throw cdp::Error(cdp::ErrorKind::InvalidInput, i ? "url" : "name", "must not be null");
+    std::string name, url, options = "{}", owner;
+    if (PG_ARGISNULL(0)) throw cdp::Error(cdp::ErrorKind::InvalidInput, "name", "must not be null");
     call([&] {
       name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-      url = text_to_cstring(PG_GETARG_TEXT_PP(1));
+      if (!PG_ARGISNULL(1)) url = text_to_cstring(PG_GETARG_TEXT_PP(1));
       if (!PG_ARGISNULL(2)) options = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2)));
+      owner = GetUserNameFromId(GetUserId(), false);
     });
     if (name.empty()) throw cdp::Error(cdp::ErrorKind::InvalidInput, "name", "must be a non-empty string");
+    if (PG_ARGISNULL(1)) url = delivery::default_url(options);
     delivery::check_url(url);
-    delivery::check_options(options);
+    delivery::check_options(options, owner);
     int id = spi::connected([&] {
       if (!sql::select("select 1 from cdp.destinations where name = $1", {sql::text(name)}).empty())
         throw cdp::Error(cdp::ErrorKind::InvalidInput, "name", "a destination named \"" + name + "\" already exists");

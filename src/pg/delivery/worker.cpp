@@ -54,12 +54,14 @@ using worker::shutdown_requested;
 
 struct Destination {
   int id = 0;
-  std::string url, options_text;
+  std::string url, options_text, owner;
   cdp::delivery::Options options;
   bool paused = false, bad = false;
   int failures = 0;
   Micros open_until = 0;  // 0: closed
   std::vector<double> latencies_ms;  // recent, for p50/p99
+  double tokens = 0;       // options.rate_limit: requests it may start now
+  Micros refilled = 0;
 };
 
 struct Row {
@@ -76,7 +78,12 @@ struct Request {
   std::vector<int64_t> ids;
   std::vector<Micros> created;
   int attempts = 0;  // the most any row had
-  std::string key, body, response, retry_after;
+  std::string key, body, response, retry_after, rate_limit_reset;
+  std::string url;                   // the destination's, plus a kind's path
+  std::vector<std::string> kind_headers;
+  std::vector<cdp::connectors::Item> items;  // a kind's items, read back from the answer
+  std::vector<size_t> item_rows;
+  size_t keep = 1024;                // how much of the answer is kept
   long status = 0;
   std::string transport_error;
   char error_buffer[CURL_ERROR_SIZE] = {0};
@@ -95,26 +102,33 @@ Micros now_micros() { return from_pg(GetCurrentTimestamp()); }
 size_t on_body(char* data, size_t size, size_t n, void* user) {
   auto* r = static_cast<Request*>(user);
   size_t len = size * n;
-  if (r->response.size() < 1024) r->response.append(data, std::min(len, 1024 - r->response.size()));
+  if (r->response.size() < r->keep) r->response.append(data, std::min(len, r->keep - r->response.size()));
   return len;
 }
 
 size_t on_header(char* data, size_t size, size_t n, void* user) {
   auto* r = static_cast<Request*>(user);
   std::string_view line(data, size * n);
-  constexpr std::string_view kName = "retry-after:";
-  if (line.size() > kName.size()) {
-    std::string head(line.substr(0, kName.size()));
+  auto value_of = [&](std::string_view name, std::string& out) {
+    if (line.size() <= name.size()) return;
+    std::string head(line.substr(0, name.size()));
     std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (head == kName) r->retry_after = std::string(line.substr(kName.size()));
-  }
+    if (head != name) return;
+    std::string_view v = line.substr(name.size());
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.remove_suffix(1);
+    out = std::string(v);
+  };
+  value_of("retry-after:", r->retry_after);
+  value_of("x-ratelimit-reset:", r->rate_limit_reset);
   return size * n;
 }
 
 // Destinations this worker sends to, read again every round (a small table).
 void load_destinations() {
   sql::Rows rows = sql::select("select destination_id, url, options::text, paused, failures,"
-                               " coalesce(circuit_open_until, 'epoch') from cdp.destinations");
+                               " coalesce(circuit_open_until, 'epoch'), to_jsonb(d)->>'owner'"
+                               " from cdp.destinations d");  // (no owner column before 0.2.0)
   std::map<int, Destination> next;
   for (size_t r = 0; r < rows.size(); r++) {
     int id = rows.int4(r, 0);
@@ -126,6 +140,7 @@ void load_destinations() {
     d.paused = rows.boolean(r, 3);
     d.failures = rows.int4(r, 4);
     d.open_until = rows.timestamptz(r, 5);
+    d.owner = rows.str(r, 6);
     if (d.options_text != rows.text(r, 2)) {
       d.options_text = rows.str(r, 2);
       try {
@@ -160,13 +175,16 @@ void start(Request* r, const Destination& d) {
   std::string ts = std::to_string(now / 1000000);
   r->easy = curl_easy_init();
   if (!r->easy) throw std::runtime_error("curl_easy_init failed");
-  std::vector<std::string> lines = {"Content-Type: application/json", "User-Agent: cdp/0.1",
-                                    "Idempotency-Key: " + r->key, "X-CDP-Timestamp: " + ts};
+  std::vector<std::string> lines = r->kind_headers;  // a kind's own, Content-Type included
+  if (lines.empty()) lines.push_back("Content-Type: application/json");
+  lines.push_back("User-Agent: cdp/0.1");
+  lines.push_back("Idempotency-Key: " + r->key);
+  lines.push_back("X-CDP-Timestamp: " + ts);
   if (!d.options.secret.empty())
     lines.push_back("X-CDP-Signature: " + cdp::delivery::signature(d.options.secret, ts, r->body));
   for (auto& [name, value] : d.options.headers) lines.push_back(name + ": " + value);
   for (auto& l : lines) r->headers = curl_slist_append(r->headers, l.c_str());
-  curl_easy_setopt(r->easy, CURLOPT_URL, d.url.c_str());
+  curl_easy_setopt(r->easy, CURLOPT_URL, r->url.c_str());
   curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
   curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body.c_str());
   curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r->body.size()));
@@ -187,6 +205,65 @@ void start(Request* r, const Destination& d) {
   in_flight[r->easy] = r;
 }
 
+// options.rate_limit: a bucket of one second's requests, refilled as time passes.
+void refill(Destination& d, Micros now) {
+  int rps = d.options.requests_per_second;
+  if (rps <= 0) return;
+  d.tokens = d.refilled == 0 ? rps : std::min<double>(rps, d.tokens + (now - d.refilled) * rps / 1e6);
+  d.refilled = now;
+}
+
+// Whether the destination may start one more request now (and takes it).
+bool take_token(Destination& d, Micros now) {
+  if (d.options.requests_per_second <= 0) return true;
+  refill(d, now);
+  if (d.tokens < 1) return false;
+  d.tokens -= 1;
+  return true;
+}
+
+// Runs each destination's transformation over its rows (transform.cpp).
+void transform_rows(std::vector<cdp::delivery::QueuedRow>& rows) {
+  std::map<int, std::vector<cdp::delivery::QueuedRow*>> by_dest;
+  for (auto& r : rows)
+    if (!destinations.at(r.dest).options.transform.empty()) by_dest[r.dest].push_back(&r);
+  for (auto& [id, list] : by_dest) {
+    const Destination& d = destinations.at(id);
+    transform(d.options.transform, d.owner, d.options.transform_timeout_ms, list);
+  }
+}
+
+// Rows settled at claim: dropped ones leave the queue (counted in dropped),
+// refused ones move to the dead letters with the reason.
+void write_settled(const std::vector<cdp::delivery::Settled>& settled) {
+  std::vector<int64_t> dropped, dead;
+  std::vector<std::string> why;
+  for (auto& s : settled) {
+    if (s.dead) {
+      dead.push_back(s.id);
+      why.push_back(s.why.substr(0, 1024));
+    } else {
+      dropped.push_back(s.id);
+    }
+  }
+  if (!dropped.empty())
+    sql::run("with gone as (delete from cdp.deliveries where id = any($1) returning destination_id)"
+             " update cdp.destinations d set dropped = d.dropped + g.n"
+             " from (select destination_id, count(*) n from gone group by 1) g where d.destination_id = g.destination_id",
+             {sql::int8s(dropped)}, SPI_OK_UPDATE);
+  if (!dead.empty())
+    sql::run("with gone as (delete from cdp.deliveries q using unnest($1::int8[], $2::text[]) x(id, e)"
+             "   where q.id = x.id returning q.*, x.e),"
+             " moved as (insert into cdp.dead_letters (id, destination_id, profile_id, kind, payload, created_at,"
+             "   attempts, status, response)"
+             "   select id, destination_id, profile_id, kind, payload, created_at, attempts, null, e from gone"
+             "   returning destination_id)"
+             " update cdp.destinations d set dead = d.dead + m.n"
+             " from (select destination_id, count(*) n from moved group by 1) m where d.destination_id = m.destination_id",
+             {sql::int8s(dead), sql::texts(why)}, SPI_OK_UPDATE);
+  if (HttpMetrics* m = shared_metrics()) m->count_deliveries(HttpMetrics::kDead, dead.size());
+}
+
 // One transaction: picks due rows and forms requests into `out` as the core
 // plans them (core/delivery_round), to start after the commit (their keys are
 // stored first). On an error the caller releases what `out` holds.
@@ -198,9 +275,15 @@ void claim(std::vector<Request*>& out) {
   for (auto& [id, d] : destinations) {
     if (d.paused || d.bad || d.open_until > now) continue;  // paused, or circuit open
     int busy = claimed_for(id);
-    if (busy < allowed_for(d)) {
+    int allowed = allowed_for(d) - busy;
+    if (d.options.requests_per_second > 0) {
+      refill(d, now);
+      int waiting = static_cast<int>(std::count_if(backlog.begin(), backlog.end(), [&](Request* r) { return r->dest == id; }));
+      allowed = std::min(allowed, std::max(1, static_cast<int>(d.tokens)) - waiting);
+    }
+    if (allowed > 0) {
       ids.push_back(id);
-      room[id] = {&d.options, allowed_for(d) - busy};
+      room[id] = {&d.options, allowed};
     }
   }
   // Claim up to twice what can be in flight, so that requests start as soon
@@ -229,14 +312,26 @@ void claim(std::vector<Request*>& out) {
   for (size_t r = 0; r < due.size(); r++)
     rows.push_back({due.int8(r, 0), due.int8(r, 2), due.int4(r, 1), due.int4(r, 5), due.str(r, 3), due.str(r, 6),
                     due.timestamptz(r, 4)});
+  transform_rows(rows);
   cdp::delivery::ClaimPlan plan = cdp::delivery::plan_claim(rows, std::move(room), free_slots, now);
+  write_settled(plan.settled);
   for (auto& p : plan.requests) {
     auto* req = new Request;
     out.push_back(req);
+    const Destination& d = destinations.at(p.dest);
     req->dest = p.dest;
     req->key = std::move(p.key);
     req->body = std::move(p.body);
     req->attempts = p.attempts;
+    req->url = d.url;
+    if (d.options.connector) {
+      while (!req->url.empty() && req->url.back() == '/') req->url.pop_back();
+      req->url += p.path;
+      req->keep = cdp::connectors::kMaxResponse;
+    }
+    req->kind_headers = std::move(p.headers);
+    req->items = std::move(p.items);
+    req->item_rows = std::move(p.item_rows);
     for (size_t k : p.rows) {
       req->ids.push_back(rows[k].id);
       req->created.push_back(rows[k].created);
@@ -291,14 +386,35 @@ void write_outcomes(const Writes& w) {
     retry_ids.push_back(r.id);
     retry_at.push_back(r.at);
     retry_status.push_back(r.status);
-    retry_error.push_back(r.error);
+    retry_error.push_back(r.error.substr(0, 1100));
   }
   for (auto& d : w.dead) {
     dead_ids.push_back(d.id);
     dead_status.push_back(d.status);
-    dead_error.push_back(d.error);
+    dead_error.push_back(d.error.substr(0, 1100));
   }
   sql::run("delete from cdp.deliveries where id = any($1)", {sql::int8s(w.delivered)}, SPI_OK_DELETE);
+  if (!w.rekeys.empty()) {
+    std::vector<int64_t> ids;
+    std::vector<Micros> at;
+    std::vector<std::string> keys, errors;
+    std::vector<int> statuses, attempts;
+    for (auto& k : w.rekeys) {
+      ids.push_back(k.id);
+      at.push_back(k.at);
+      keys.push_back(k.key);
+      statuses.push_back(k.status);
+      errors.push_back(k.error.substr(0, 1024));
+      attempts.push_back(k.attempt ? 1 : 0);
+    }
+    sql::run("update cdp.deliveries q set batch_key = nullif(x.k, ''), next_attempt_at = x.t,"
+             " attempts = q.attempts + x.a, last_status = x.s, last_error = x.e"
+             " from unnest($1::int8[], $2::timestamptz[], $3::text[], $4::int4[], $5::text[], $6::int4[])"
+             "   x(id, t, k, s, e, a) where q.id = x.id",
+             {sql::int8s(ids), sql::timestamptzs(at), sql::texts(keys), sql::int4s(statuses), sql::texts(errors),
+              sql::int4s(attempts)},
+             SPI_OK_UPDATE);
+  }
   sql::run("update cdp.deliveries q set attempts = attempts + 1, next_attempt_at = x.t, last_status = x.s,"
            " last_error = x.e from unnest($1::int8[], $2::timestamptz[], $3::int4[], $4::text[]) x(id, t, s, e)"
            " where q.id = x.id",
@@ -350,7 +466,7 @@ void record() {
   answers.reserve(finished.size());
   for (Request* r : finished)
     answers.push_back({r->dest, r->ids, r->created, r->attempts, r->status, r->response, r->retry_after,
-                       r->transport_error});
+                       r->transport_error, r->items, r->item_rows, r->rate_limit_reset});
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
   auto options_of = [](int dest) -> const cdp::delivery::Options* {
     auto it = destinations.find(dest);
@@ -391,7 +507,8 @@ void start_backlog() {
       release(r);  // dropped, paused or circuit open since it was claimed
       continue;
     }
-    if (static_cast<int>(in_flight.size()) >= concurrency || in_flight_for(r->dest) >= allowed_for(d->second)) {
+    if (static_cast<int>(in_flight.size()) >= concurrency || in_flight_for(r->dest) >= allowed_for(d->second) ||
+        !take_token(d->second, now_micros())) {
       waiting.push_back(r);
       continue;
     }
@@ -455,7 +572,13 @@ void loop() {
       continue;
     }
     if (shutdown_requested) break;
-    if (!backlog.empty()) continue;
+    if (!backlog.empty()) {
+      // Held back by a rate limit: wait a little for its bucket to refill.
+      (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+      ResetLatch(MyLatch);
+      CHECK_FOR_INTERRUPTS();
+      continue;
+    }
     // Nothing to do: sleep until a commit queues deliveries, or a second
     // passes (retries coming due, resumed destinations, replays).
     int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, claimed ? 0 : 1000, PG_WAIT_EXTENSION);
@@ -485,6 +608,7 @@ void register_workers() {
 void cdp_delivery_main(Datum) {
   using namespace cdp::pg;
   worker::install_signals();
+  delivery::register_transform_timeout();
   worker::connect("cdp delivery");
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) elog(FATAL, "cdp delivery: curl_global_init failed");
   delivery::multi = curl_multi_init();
