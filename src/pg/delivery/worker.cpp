@@ -299,6 +299,10 @@ void claim(std::vector<Request*>& out) {
   // sort would read every due row each round.
   sql::run("set local enable_sort = off", SPI_OK_UTILITY);
   sql::run("set local enable_bitmapscan = off", SPI_OK_UTILITY);
+  // The rows in flight ($2) are thousands with batches: planned with their
+  // values, "<> all" is a hash lookup (Postgres 15); as a generic plan's
+  // parameter it compares each due row with every one of them.
+  sql::run("set local plan_cache_mode = force_custom_plan", SPI_OK_UTILITY);
   sql::Rows due = sql::select(
       "select q.id, q.destination_id, q.profile_id, q.payload::text, q.created_at, q.attempts,"
       " coalesce(q.batch_key, '') from cdp.deliveries q"
