@@ -84,8 +84,11 @@ setup_extension
 SINK_PORT_FILE="$E2E_TMP/sink_port"
 node "$ROOT/test/e2e/contracts/server.mjs" "$SINK_PORT_FILE" &
 SINK_PID=$!
+# What the sections make is named "$N..." and goes when the script ends, so
+# the scripts that run after it see none of it (profile_api.sh lists segments).
 E2E_CLEANUP+=("kill $SINK_PID 2>/dev/null"
-  "sql \"select cdp.drop_destination(name) from cdp.destinations where name like '$N%'\" >/dev/null 2>&1")
+  "sql \"select cdp.drop_destination(name) from cdp.destinations where name like '$N%'\" >/dev/null 2>&1"
+  "sql \"select cdp.drop_segment(name) from cdp.segments where name like '$N%'\" >/dev/null 2>&1")
 for _ in $(seq 50); do [ -s "$SINK_PORT_FILE" ] && break; sleep 0.1; done
 SINK_PORT=$(cat "$SINK_PORT_FILE")
 [ -n "$SINK_PORT" ] || die "the contract sinks did not start"

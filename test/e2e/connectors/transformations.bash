@@ -4,7 +4,8 @@
 # kind maps it. Sent to the segment contract sink. Sourced by connectors.sh.
 #   checks     at creation: a missing function, a wrong return type, an owner
 #              who may not execute it are refused naming options.transform
-#   reshape    what the function returns is what is mapped and sent
+#   reshape    what the function returns is what is mapped and sent, by a kind
+#              and by a plain webhook
 #   drop       null drops the message, counted in destination_stats.dropped
 #   raise      an error sends that message to the dead letters with the error
 #              text; the others go on
@@ -53,6 +54,11 @@ test_transformations() {
     die "creating the transformed destination failed"
   check_eq "the destination's owner is the role that created it" \
     "$(sql "select owner from cdp.destinations where name = $(lit "$name")")" "$owner"
+  # The same function on a plain webhook: transformations are not only for kinds.
+  sink_control webhook '{"keep": true}'
+  sql "set role $owner; select cdp.create_destination($(lit "${N}_tf_webhook"), $(lit "$(sink_url webhook)"),
+       '{\"subscribe\": {\"events\": true}, \"transform\": \"public.e2e_tf_$RUN_ID\", \"transform_timeout_ms\": 500}')" >/dev/null ||
+    die "creating the transformed webhook failed"
   local t0
   t0=$(now_ms)
   for e in "Order Completed" "Drop Me" "Raise" "Loop" "Inflate" "After Loop"; do
@@ -65,6 +71,11 @@ test_transformations() {
           .map(m => m.event + ':' + m.properties.ran_as).sort().join(' ')")
   check_eq "reshaped messages arrive as the function returned them, run as the owner" "$got" \
     "AFTER LOOP:$owner ORDER COMPLETED:$owner"
+  got=$(wait_state webhook "s.accepted.filter(m => m.messageId.startsWith('tf-$RUN_ID-') && m.properties)
+          .map(m => m.event + ':' + m.properties.ran_as).sort().join(' ')" \
+    "AFTER LOOP:$owner Inflate:undefined ORDER COMPLETED:$owner" 20)
+  check_eq "a webhook gets what the function returned too (no size limit of a kind there)" "$got" \
+    "AFTER LOOP:$owner Inflate:undefined ORDER COMPLETED:$owner"
   check_ge "the queue went on past a function that never returns (within 10 s)" "$((10000 - ($(now_ms) - t0)))" 0
   got=$(sql "select dropped from cdp.destinations where name = $(lit "$name")")
   check_eq "null dropped one message, counted" "$got" "1"
