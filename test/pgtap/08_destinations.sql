@@ -4,7 +4,7 @@
 begin;
 create extension if not exists pgtap;
 create extension if not exists cdp;
-select plan(12);
+select plan(15);
 
 create role cdp_tap_admin nologin in role cdp_admin;
 create role cdp_tap_analyst nologin in role cdp_analyst;
@@ -29,6 +29,12 @@ select throws_ok($$update cdp.destinations set options = options || '{"transform
   where name = 'tap_mixpanel'$$, '22023', null, 'however the row is written');
 select is(cdp.test_destination('tap_mixpanel', '{"type": "track", "event": "E", "userId": "u", "messageId": "m",
   "timestamp": "2026-01-01T00:00:00Z"}')->>'outcome', 'send', 'and tries one message on it');
+select throws_ok($$select cdp.test_destination('tap_nope', '{}')$$, '22023',
+  'destination: no destination named "tap_nope"', 'trying an unknown destination names it');
+select throws_ok($$select cdp.test_destination('tap_mixpanel', '[1, 2]')$$, '22023',
+  'message: must be a JSON object (a message as cdp queues it)', 'a message that is not an object is refused');
+select throws_ok($$select cdp.test_destination('tap_mixpanel', '{}', true)$$, '22023',
+  'debug: only a ga4 destination has a validation server', 'debug only where there is a validation server');
 select is(position('tap-secret-1' in cdp.test_destination('tap_mixpanel', '{"type": "track", "event": "E",
   "userId": "u", "messageId": "m", "timestamp": "2026-01-01T00:00:00Z"}')::text), 0, 'which shows no secret');
 reset role;

@@ -82,6 +82,9 @@ struct Result {
 std::string test(const std::string& url_base, const std::string& options_text, const std::string& message, bool debug,
                  Micros now) {
   cdp::delivery::Options o = cdp::delivery::Options::parse(options_text);
+  // Refused before anything else: a message the kind skips or refuses would return early.
+  if (debug && (!o.connector || o.connector->kind() != "ga4"))
+    throw Error(ErrorKind::InvalidInput, "debug", "only a ga4 destination has a validation server");
   rapidjson::Document msg;
   if (parse_json(msg, message, Numbers::Exact).IsError() || !msg.IsObject())
     throw Error(ErrorKind::InvalidInput, "message", "must be a JSON object (a message as cdp queues it)");
@@ -132,8 +135,6 @@ std::string test(const std::string& url_base, const std::string& options_text, c
     request.AddMember("body", Value(parsed, al), al);
   out.doc.AddMember("request", request, al);
   if (debug) {
-    if (!o.connector || o.connector->kind() != "ga4")
-      throw Error(ErrorKind::InvalidInput, "debug", "only a ga4 destination has a validation server");
     std::string base = url_base, answer, error;
     while (!base.empty() && base.back() == '/') base.pop_back();
     long status = post(base + cdp::connectors::ga4_debug_path(o.config), body, &answer, &error);
